@@ -1,0 +1,76 @@
+"""Dataset that adds each frame's parsing map, audio-region mask and background plate to the image."""
+
+from __future__ import annotations
+
+from typing import Dict
+
+import numpy as np
+import torch
+from nerfstudio.data.dataparsers.base_dataparser import DataparserOutputs
+from nerfstudio.data.datasets.base_dataset import InputDataset
+from PIL import Image
+
+from aenerf_ns.dataset_format import DatasetFormatError
+from aenerf_ns.parsing_labels import AUDIO_REGION_LABELS, LABEL_NAMES
+
+
+def load_label_map(path, scale_factor: float = 1.0) -> np.ndarray:
+    """Read a parsing PNG as uint8 (H, W), resized with nearest neighbour, checking the label ids."""
+    try:
+        img = Image.open(path)
+        img.load()
+    except Exception as exc:
+        raise DatasetFormatError(f"parsing map {path} cannot be read: {exc}") from None
+    if img.mode not in ("L", "P", "I;16", "I"):
+        raise DatasetFormatError(f"parsing map {path} must be a single-channel label image, got mode {img.mode}")
+    if scale_factor != 1.0:
+        w, h = img.size
+        img = img.resize((int(round(w * scale_factor)), int(round(h * scale_factor))), Image.NEAREST)
+    labels = np.array(img)
+    bad = np.unique(labels[labels >= len(LABEL_NAMES)])
+    if bad.size:
+        raise DatasetFormatError(
+            f"parsing map {path} contains unknown label ids {bad.tolist()}; valid ids are 0..{len(LABEL_NAMES) - 1} "
+            f"({', '.join(LABEL_NAMES)})"
+        )
+    return labels.astype(np.uint8)
+
+
+class TalkingHeadDataset(InputDataset):
+    """Images plus per-pixel `parsing` (uint8 label ids), `audio_region` (bool) and `background` (uint8 RGB)."""
+
+    exclude_batch_keys_from_device = InputDataset.exclude_batch_keys_from_device + [
+        "parsing",
+        "audio_region",
+        "background",
+    ]
+
+    def __init__(self, dataparser_outputs: DataparserOutputs, scale_factor: float = 1.0):
+        super().__init__(dataparser_outputs, scale_factor)
+        self.parsing_filenames = self.metadata["parsing_filenames"]
+        self.region_ids = torch.tensor(AUDIO_REGION_LABELS, dtype=torch.uint8)
+        plate = self.metadata.get("background_image")
+        self.background = None
+        if plate is not None:
+            h, w = int(self.cameras.height[0]), int(self.cameras.width[0])
+            if tuple(plate.shape[:2]) != (h, w):
+                resized = Image.fromarray(plate.numpy()).resize((w, h), Image.BILINEAR)
+                plate = torch.from_numpy(np.array(resized))
+            self.background = plate
+
+    def get_metadata(self, data: Dict) -> Dict:
+        idx = data["image_idx"]
+        labels = torch.from_numpy(load_label_map(self.parsing_filenames[idx], self.scale_factor))
+        image = data["image"]
+        if labels.shape != image.shape[:2]:
+            raise DatasetFormatError(
+                f"parsing map {self.parsing_filenames[idx]} is {labels.shape[1]}x{labels.shape[0]} but its frame "
+                f"{self._dataparser_outputs.image_filenames[idx]} is {image.shape[1]}x{image.shape[0]}"
+            )
+        out = {
+            "parsing": labels[..., None],
+            "audio_region": torch.isin(labels, self.region_ids)[..., None],
+        }
+        if self.background is not None:
+            out["background"] = self.background
+        return out

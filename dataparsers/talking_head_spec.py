@@ -1,0 +1,10 @@
+"""Entry point registering the `talking-head` dataparser with nerfstudio (kept light: imported at discovery)."""
+
+from nerfstudio.plugins.registry_dataparser import DataParserSpecification
+
+from aenerf_ns.dataparsers.talking_head_dataparser import TalkingHeadDataParserConfig
+
+talking_head_dataparser = DataParserSpecification(
+    config=TalkingHeadDataParserConfig(),
+    description="Talking-head video: frames, head poses, parsing maps and speech audio (aenerf_ns format)",
+)
