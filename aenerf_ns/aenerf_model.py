@@ -9,7 +9,6 @@ the parsing loss also teaches the field where the person ends.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple, Type
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +33,7 @@ from aenerf_ns.parsing_labels import AUDIO_REGION_LABELS, LABEL_COLORS, LABEL_NA
 class AENeRFModelConfig(ModelConfig):
     """AE-NeRF model settings."""
 
-    _target: Type = field(default_factory=lambda: AENeRFModel)
+    _target: type = field(default_factory=lambda: AENeRFModel)
     near_plane: float = 3.5
     """Distance from the camera where rays start (head coordinates: the camera is about 6 units away)."""
     far_plane: float = 8.5
@@ -67,7 +66,7 @@ class AENeRFModel(Model):
         metadata = self.kwargs.get("metadata") or {}
         window, feature_dim = metadata.get("audio_feature_shape", (16, 80))
         self.num_classes = len(LABEL_NAMES)
-        self.audio_encoder: Optional[AudioEncoder] = None
+        self.audio_encoder: AudioEncoder | None = None
         if self.config.audio_code_dim > 0:
             self.audio_encoder = AudioEncoder(window, feature_dim, self.config.audio_code_dim)
         self.field = AudioConditionedField(
@@ -96,10 +95,13 @@ class AENeRFModel(Model):
         if self.config.enable_collider:
             self.collider = NearFarCollider(near_plane=self.config.near_plane, far_plane=self.config.far_plane)
 
-    def get_param_groups(self) -> Dict[str, List[nn.Parameter]]:
-        return {"fields": list(self.field.parameters()) + (list(self.audio_encoder.parameters()) if self.audio_encoder else [])}
+    def get_param_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {
+            "fields": list(self.field.parameters())
+            + (list(self.audio_encoder.parameters()) if self.audio_encoder else [])
+        }
 
-    def _audio_code(self, ray_bundle: RayBundle) -> Optional[Tensor]:
+    def _audio_code(self, ray_bundle: RayBundle) -> Tensor | None:
         if self.audio_encoder is None:
             return None
         audio = (ray_bundle.metadata or {}).get("audio")
@@ -108,7 +110,7 @@ class AENeRFModel(Model):
         flat = audio.reshape(-1, audio.shape[-1]).to(self.default_audio)
         return unique_rows_encode(self.audio_encoder, flat).reshape(*ray_bundle.shape, -1)
 
-    def _query(self, ray_samples: RaySamples, code: Optional[Tensor]) -> Dict[str, Tensor]:
+    def _query(self, ray_samples: RaySamples, code: Tensor | None) -> dict[str, Tensor]:
         positions = ray_samples.frustums.get_positions()
         directions = ray_samples.frustums.directions
         sample_code = None
@@ -116,7 +118,7 @@ class AENeRFModel(Model):
             sample_code = code[..., None, :].expand(*positions.shape[:-1], code.shape[-1])
         return self.field(positions, directions, sample_code)
 
-    def _render(self, ray_samples: RaySamples, out: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    def _render(self, ray_samples: RaySamples, out: dict[str, Tensor]) -> dict[str, Tensor]:
         weights = ray_samples.get_weights(out["density"])
         rgb = self.renderer_rgb(rgb=out["rgb"], weights=weights)
         accumulation = self.renderer_accumulation(weights)
@@ -125,7 +127,7 @@ class AENeRFModel(Model):
         parsing = torch.cat([(1.0 - accumulation).clamp_min(0.0), fg_probs], -1)
         return {"rgb": rgb, "accumulation": accumulation, "depth": depth, "parsing_probs": parsing, "weights": weights}
 
-    def get_outputs(self, ray_bundle: RayBundle) -> Dict[str, Tensor]:
+    def get_outputs(self, ray_bundle: RayBundle) -> dict[str, Tensor]:
         code = self._audio_code(ray_bundle)
         samples_coarse = self.sampler_uniform(ray_bundle)
         coarse = self._render(samples_coarse, self._query(samples_coarse, code))
@@ -147,21 +149,23 @@ class AENeRFModel(Model):
     def _composite(self, rgb: Tensor, accumulation: Tensor, background: Tensor) -> Tensor:
         return rgb + (1.0 - accumulation) * background
 
-    def _batch_background(self, batch: Dict[str, Tensor], like: Tensor) -> Tensor:
+    def _batch_background(self, batch: dict[str, Tensor], like: Tensor) -> Tensor:
         if "background" not in batch:
             return torch.zeros_like(like)
         return batch["background"].to(like.device).float() / 255.0
 
-    def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
+    def get_metrics_dict(self, outputs, batch) -> dict[str, Tensor]:
         gt = batch["image"].to(self.device)[..., :3]
         pred = self._composite(outputs["rgb"], outputs["accumulation"], self._batch_background(batch, gt))
         return {"psnr": psnr(pred, gt)}
 
-    def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
+    def get_loss_dict(self, outputs, batch, metrics_dict=None) -> dict[str, Tensor]:
         gt = batch["image"].to(self.device)[..., :3]
         bg = self._batch_background(batch, gt)
         loss = {
-            "rgb_loss_coarse": F.mse_loss(self._composite(outputs["rgb_coarse"], outputs["accumulation_coarse"], bg), gt),
+            "rgb_loss_coarse": F.mse_loss(
+                self._composite(outputs["rgb_coarse"], outputs["accumulation_coarse"], bg), gt
+            ),
             "rgb_loss_fine": F.mse_loss(self._composite(outputs["rgb"], outputs["accumulation"], bg), gt),
         }
         if self.config.parsing_loss_mult > 0 and "parsing" in batch:
@@ -177,12 +181,14 @@ class AENeRFModel(Model):
         """The background plate resized to an image size."""
         plate = self.background_plate
         if plate.shape[:2] != (height, width):
-            plate = F.interpolate(plate.permute(2, 0, 1)[None], size=(height, width), mode="bilinear", align_corners=False)
+            plate = F.interpolate(
+                plate.permute(2, 0, 1)[None], size=(height, width), mode="bilinear", align_corners=False
+            )
             plate = plate[0].permute(1, 2, 0)
         return plate
 
     @torch.no_grad()
-    def get_outputs_for_camera(self, camera: Cameras, obb_box: Optional[OrientedBox] = None) -> Dict[str, Tensor]:
+    def get_outputs_for_camera(self, camera: Cameras, obb_box: OrientedBox | None = None) -> dict[str, Tensor]:
         outputs = super().get_outputs_for_camera(camera, obb_box=obb_box)
         h, w = outputs["rgb"].shape[:2]
         plate = self.plate_for(h, w).to(outputs["rgb"].device)
@@ -195,8 +201,8 @@ class AENeRFModel(Model):
         return outputs
 
     def get_image_metrics_and_images(
-        self, outputs: Dict[str, Tensor], batch: Dict[str, Tensor]
-    ) -> Tuple[Dict[str, float], Dict[str, Tensor]]:
+        self, outputs: dict[str, Tensor], batch: dict[str, Tensor]
+    ) -> tuple[dict[str, float], dict[str, Tensor]]:
         gt = batch["image"].to(outputs["rgb"].device)[..., :3]
         pred = outputs["rgb"]
         metrics = {"psnr": float(psnr(pred, gt)), "ssim": float(ssim(pred, gt))}

@@ -34,7 +34,8 @@ class AudioEncoder(nn.Module):
         if audio.shape[-1] != self.window * self.feature_dim:
             raise ValueError(
                 f"audio features have {audio.shape[-1]} values per frame, the model expects "
-                f"{self.window}x{self.feature_dim}={self.window * self.feature_dim} (was it trained with another encoder?)"
+                f"{self.window}x{self.feature_dim}={self.window * self.feature_dim} "
+                "(was the model trained with another audio encoder?)"
             )
         x = audio.reshape(-1, self.window, self.feature_dim).transpose(1, 2)
         code = self.head(self.convs(x).flatten(1))

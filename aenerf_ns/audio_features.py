@@ -17,7 +17,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 import numpy as np
 from jaxtyping import Float
@@ -44,9 +44,9 @@ class AudioFeatureConfig:
 
     encoder: EncoderName = "logmel"
     """Audio encoder: logmel (no weights), wav2vec2 or hubert (local weights required)."""
-    model_path: Optional[Path] = None
+    model_path: Path | None = None
     """Folder holding a transformers wav2vec2/HuBERT model (config.json + weights)."""
-    model_name: Optional[str] = None
+    model_name: str | None = None
     """Hugging Face id to look up in the local cache when model_path is not set."""
     window_seconds: float = 0.16
     """Length of the audio window centred on each video frame."""
@@ -84,7 +84,7 @@ def load_speech_model(config: AudioFeatureConfig):
         raise MissingWeightsError(f"{config.encoder} model folder {config.model_path} does not exist")
     try:
         model = cls.from_pretrained(source, local_files_only=True)
-    except (OSError, ValueError, EnvironmentError) as exc:
+    except (OSError, ValueError) as exc:
         raise MissingWeightsError(
             f"{config.encoder} weights '{source}' are not available on this machine ({type(exc).__name__}). "
             "Nothing is downloaded at run time. On a machine with internet run "
@@ -147,9 +147,9 @@ def _cache_key(audio_path: Path, config: AudioFeatureConfig, fps: float, num_fra
 def compute_audio_features(
     audio_path: Path | str,
     fps: float,
-    num_frames: Optional[int] = None,
-    config: Optional[AudioFeatureConfig] = None,
-    cache_dir: Optional[Path] = None,
+    num_frames: int | None = None,
+    config: AudioFeatureConfig | None = None,
+    cache_dir: Path | None = None,
     model=None,
 ) -> Float[np.ndarray, "num_frames window dim"]:
     """Per-video-frame audio feature windows for an audio file.

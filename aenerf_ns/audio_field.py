@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Dict, Optional
-
 import torch
 from jaxtyping import Float
 from nerfstudio.field_components.encodings import NeRFEncoding, SHEncoding
@@ -42,7 +40,10 @@ class AudioConditionedField(nn.Module):
         self.register_buffer("aabb", aabb.clone().float())
         self.audio_code_dim = audio_code_dim
         self.position_encoding = NeRFEncoding(
-            in_dim=3, num_frequencies=num_frequencies, min_freq_exp=0.0, max_freq_exp=num_frequencies - 1,
+            in_dim=3,
+            num_frequencies=num_frequencies,
+            min_freq_exp=0.0,
+            max_freq_exp=num_frequencies - 1,
             include_input=True,
         )
         self.direction_encoding = SHEncoding(levels=3, implementation="torch")
@@ -56,8 +57,8 @@ class AudioConditionedField(nn.Module):
         self,
         positions: Float[Tensor, "*batch 3"],
         directions: Float[Tensor, "*batch 3"],
-        audio_code: Optional[Float[Tensor, "*batch code"]] = None,
-    ) -> Dict[str, Tensor]:
+        audio_code: Float[Tensor, "*batch code"] | None = None,
+    ) -> dict[str, Tensor]:
         """Density (>= 0), RGB in [0, 1] and unnormalised parsing logits at each sample."""
         lo, hi = self.aabb[0], self.aabb[1]
         x = (positions - lo) / (hi - lo)

@@ -32,6 +32,8 @@ from aenerf_ns.parsing_labels import LABEL_NAMES
 
 FORMAT_VERSION = 1
 """Version written into every transforms.json."""
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+"""File endings counted as frames in an image folder."""
 
 
 class DatasetFormatError(ValueError):
@@ -235,7 +237,14 @@ def read_transforms(root: Path) -> TalkingHeadMeta:
             if not p.is_file():
                 raise DatasetFormatError(f"{fwhere}: {what} {p} does not exist")
         mouth = entry.get("mouth_open")
-        meta.frames.append(
-            FrameRecord(image_path, parsing_path, _check_pose(entry["transform_matrix"], fwhere), mouth)
-        )
+        meta.frames.append(FrameRecord(image_path, parsing_path, _check_pose(entry["transform_matrix"], fwhere), mouth))
+    folders = {fr.image_path.parent for fr in meta.frames}
+    if len(folders) == 1:
+        folder = folders.pop()
+        on_disk = sum(1 for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if on_disk != meta.num_frames:
+            raise DatasetFormatError(
+                f"{where}: {folder.name}/ holds {on_disk} image files but transforms.json lists {meta.num_frames} "
+                "frames: frames and poses do not match (re-run the tool that wrote the dataset)"
+            )
     return meta

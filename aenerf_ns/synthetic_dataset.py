@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -28,7 +27,7 @@ def write_identity(
     seconds: float = 10.0,
     resolution: int = 128,
     fps: float = 25.0,
-    progress: Optional[Progress] = None,
+    progress: Progress | None = None,
 ) -> TalkingHeadMeta:
     """Render one identity speaking for `seconds` into `out_dir` and return its metadata.
 

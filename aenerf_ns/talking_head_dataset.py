@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Dict
-
 import numpy as np
 import torch
 from nerfstudio.data.dataparsers.base_dataparser import DataparserOutputs
@@ -58,10 +56,18 @@ class TalkingHeadDataset(InputDataset):
                 plate = torch.from_numpy(np.array(resized))
             self.background = plate
 
-    def get_metadata(self, data: Dict) -> Dict:
+    def get_metadata(self, data: dict) -> dict:
         idx = data["image_idx"]
         labels = torch.from_numpy(load_label_map(self.parsing_filenames[idx], self.scale_factor))
         image = data["image"]
+        expected = (int(self.cameras.height[idx]), int(self.cameras.width[idx]))
+        if tuple(image.shape[:2]) != expected:
+            path = self._dataparser_outputs.image_filenames[idx]
+            w, h = Image.open(path).size
+            raise DatasetFormatError(
+                f"frame {path} is {w}x{h} but transforms.json says {round(expected[1] / self.scale_factor)}x"
+                f"{round(expected[0] / self.scale_factor)}: all frames must have the dataset's size"
+            )
         if labels.shape != image.shape[:2]:
             raise DatasetFormatError(
                 f"parsing map {self.parsing_filenames[idx]} is {labels.shape[1]}x{labels.shape[0]} but its frame "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Type
+from typing import Literal
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ DEFAULT_AABB = ((-1.6, -2.6, -1.6), (1.6, 1.4, 1.6))
 class TalkingHeadDataParserConfig(DataParserConfig):
     """Reads a talking-head dataset folder (transforms.json, frames, parsing maps, audio)."""
 
-    _target: Type = field(default_factory=lambda: TalkingHeadDataParser)
+    _target: type = field(default_factory=lambda: TalkingHeadDataParser)
     data: Path = Path("data/synthetic/synth00")
     """Dataset folder holding transforms.json."""
     train_fraction: float = 0.5

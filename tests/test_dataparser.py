@@ -1,0 +1,148 @@
+import json
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from PIL import Image
+
+from aenerf_ns.audio_features import compute_audio_features
+from aenerf_ns.audio_io import AudioError
+from aenerf_ns.dataparsers.talking_head_dataparser import TalkingHeadDataParserConfig
+from aenerf_ns.dataset_format import DatasetFormatError
+from aenerf_ns.parsing_labels import AUDIO_REGION_LABELS
+from aenerf_ns.talking_head_dataset import TalkingHeadDataset
+
+
+def _outputs(data, split="train", **kw):
+    return TalkingHeadDataParserConfig(data=data, **kw).setup().get_dataparser_outputs(split=split)
+
+
+def test_splits_first_part_trains_last_part_evaluates(sample_dataset):
+    train = _outputs(sample_dataset, "train")
+    val = _outputs(sample_dataset, "val")
+    assert train.metadata["frame_indices"].tolist() == list(range(37))
+    assert val.metadata["frame_indices"].tolist() == list(range(37, 75))
+    other = _outputs(sample_dataset, "train", train_fraction=0.8)
+    assert len(other.image_filenames) == 60
+    assert train.image_filenames[0].name == "00000.png" and val.image_filenames[0].name == "00037.png"
+
+
+def test_cameras_carry_each_frames_audio(sample_dataset):
+    val = _outputs(sample_dataset, "val")
+    feats = compute_audio_features(sample_dataset / "audio.wav", 25.0, 75)
+    audio = val.cameras.metadata["audio"]
+    assert audio.shape == (38, 16 * 80)
+    np.testing.assert_allclose(audio[5].numpy(), feats[37 + 5].ravel(), atol=1e-6)
+    # and it reaches every ray of that camera
+    rays = val.cameras.generate_rays(camera_indices=5, keep_shape=True)
+    assert torch.equal(rays.metadata["audio"][10, 20], audio[5])
+    poses = json.loads((sample_dataset / "transforms.json").read_text())["frames"]
+    np.testing.assert_allclose(
+        val.cameras.camera_to_worlds[5].numpy(), np.array(poses[42]["transform_matrix"])[:3], atol=1e-6
+    )
+
+
+def test_dataset_items_have_parsing_region_and_background(sample_dataset):
+    ds = TalkingHeadDataset(_outputs(sample_dataset, "train"))
+    item = ds[3]
+    assert item["image"].shape == (48, 48, 3)
+    assert item["parsing"].shape == (48, 48, 1) and item["parsing"].dtype == torch.uint8
+    region = item["audio_region"][..., 0]
+    expected = np.isin(np.array(Image.open(sample_dataset / "parsing/00003.png")), AUDIO_REGION_LABELS)
+    assert torch.equal(region, torch.from_numpy(expected))
+    assert 0 < region.float().mean() < 0.3
+    assert item["background"].shape == (48, 48, 3)
+    half = TalkingHeadDataset(_outputs(sample_dataset, "train"), scale_factor=0.5)[3]
+    assert half["parsing"].shape == (24, 24, 1) and half["image"].shape == (24, 24, 3)
+
+
+def _edit_transforms(root, fn):
+    path = root / "transforms.json"
+    doc = json.loads(path.read_text())
+    fn(doc)
+    path.write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda d: d.pop("fps"), "missing the required key 'fps'"),
+        (lambda d: d.update(fps=-25), "'fps' must be a positive number"),
+        (lambda d: d["frames"][3].pop("transform_matrix"), "frame 3: no transform_matrix"),
+        (
+            lambda d: d["frames"][4].update(transform_matrix=[[1, 0, 0, 0]] * 3 + [[0, 0, 0, 1]]),
+            "not a proper rotation",
+        ),
+        (lambda d: d["frames"][4].update(transform_matrix=[[1, 0, 0, 0]] * 4), "last row must be"),
+        (lambda d: d["frames"][5].update(transform_matrix=[[1, 0, 0], [0, 1, 0]]), "must be 4x4"),
+        (lambda d: d["frames"][6].update(frame_index=9), "frame_index is 9, expected 6"),
+        (lambda d: d["parsing_labels"].update(tattoo=9), r"unknown parsing labels \['tattoo'\]"),
+        (lambda d: d["frames"][7].update(file_path="images/nope.png"), "image .*nope.png does not exist"),
+        (lambda d: d.update(audio_path="nope.wav"), "audio file .*nope.wav does not exist"),
+        (lambda d: d.update(frames=[]), "'frames' must be a non-empty list"),
+    ],
+)
+def test_bad_transforms_are_reported(dataset_copy, damage, message):
+    _edit_transforms(dataset_copy, damage)
+    with pytest.raises(DatasetFormatError, match=message):
+        _outputs(dataset_copy)
+
+
+def test_missing_folder_and_file_and_corrupt_json(tmp_path, dataset_copy):
+    with pytest.raises(DatasetFormatError, match="does not exist"):
+        _outputs(tmp_path / "nothing-here")
+    with pytest.raises(DatasetFormatError, match="transforms.json not found"):
+        _outputs(tmp_path)
+    (dataset_copy / "transforms.json").write_text("{ not json")
+    with pytest.raises(DatasetFormatError, match="not valid JSON"):
+        _outputs(dataset_copy)
+
+
+def test_frame_count_must_match_image_folder(dataset_copy):
+    Image.new("RGB", (48, 48)).save(dataset_copy / "images" / "99999.png")
+    with pytest.raises(DatasetFormatError, match="images/ holds 76 image files but transforms.json lists 75 frames"):
+        _outputs(dataset_copy)
+
+
+def test_audio_shorter_than_video(dataset_copy):
+    audio, sr = soundfile.read(dataset_copy / "audio.wav")
+    soundfile.write(dataset_copy / "audio.wav", audio[: sr * 2], sr)
+    with pytest.raises(AudioError, match=r"2.00 s long but the video has 75 frames \(3.00 s at 25 fps\)"):
+        _outputs(dataset_copy)
+
+
+def test_corrupt_audio(dataset_copy):
+    (dataset_copy / "audio.wav").write_bytes(b"\x00garbage" * 100)
+    with pytest.raises(AudioError, match="could not decode"):
+        _outputs(dataset_copy)
+
+
+def test_unknown_label_ids_in_a_parsing_map(dataset_copy):
+    labels = np.array(Image.open(dataset_copy / "parsing/00002.png"))
+    labels[0, 0] = 17
+    Image.fromarray(labels).save(dataset_copy / "parsing/00002.png")
+    ds = TalkingHeadDataset(_outputs(dataset_copy))
+    with pytest.raises(DatasetFormatError, match=r"00002.png contains unknown label ids \[17\]"):
+        ds[2]
+
+
+def test_parsing_map_of_the_wrong_size(dataset_copy):
+    Image.new("L", (40, 40)).save(dataset_copy / "parsing/00001.png")
+    ds = TalkingHeadDataset(_outputs(dataset_copy))
+    with pytest.raises(DatasetFormatError, match="00001.png is 40x40 but its frame"):
+        ds[1]
+
+
+def test_frame_of_the_wrong_size(dataset_copy):
+    Image.new("RGB", (40, 40)).save(dataset_copy / "images/00004.png")
+    ds = TalkingHeadDataset(_outputs(dataset_copy))
+    with pytest.raises(DatasetFormatError, match="00004.png is 40x40 but transforms.json says 48x48"):
+        ds[4]
+
+
+def test_split_needs_frames_on_both_sides(dataset_copy):
+    with pytest.raises(DatasetFormatError, match="cannot be split"):
+        _outputs(dataset_copy, train_fraction=0.01)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        _outputs(dataset_copy, train_fraction=1.5)
