@@ -1,7 +1,8 @@
 """`ns-train aenerf` and its CPU preset `ns-train aenerf-tiny`.
 
-Kept free of datamanager/pipeline imports at module level beyond what nerfstudio's own method configs
-use, because nerfstudio imports entry points while it is still importing itself.
+nerfstudio imports this module from its method-config discovery, after its own datamanager and pipeline
+modules are loaded; only model/dataparser modules of this package are imported here, none of which import
+nerfstudio's scripts or eval utilities (that would close an import cycle).
 """
 
 from __future__ import annotations
