@@ -51,15 +51,14 @@ def _read_av(path: Path) -> tuple[np.ndarray, int]:
         if not container.streams.audio:
             raise AudioError(f"{path} has no audio stream")
         stream = container.streams.audio[0]
-        channels = stream.codec_context.channels or 1
+        out_channels = 2 if (stream.codec_context.channels or 1) > 1 else 1
         rate = stream.codec_context.sample_rate
-        resampler = av.AudioResampler(format="flt", layout="stereo" if channels > 1 else "mono", rate=rate)
+        layout = "stereo" if out_channels == 2 else "mono"
+        resampler = av.AudioResampler(format="flt", layout=layout, rate=rate)
         chunks = []
-        for frame in container.decode(stream):
+        for frame in [*container.decode(stream), None]:  # None flushes the resampler
             for out in resampler.resample(frame):
-                chunks.append(out.to_ndarray().reshape(-1, 2 if channels > 1 else 1))
-        for out in resampler.resample(None):
-            chunks.append(out.to_ndarray().reshape(-1, 2 if channels > 1 else 1))
+                chunks.append(out.to_ndarray().reshape(-1, out_channels))
     if not chunks:
         return np.zeros((0, 1), np.float32), rate
     return np.concatenate(chunks, 0), int(rate)

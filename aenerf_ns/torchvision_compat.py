@@ -56,8 +56,10 @@ class _TorchvisionHook(importlib.abc.MetaPathFinder):
             uninstall()
             try:
                 declare_missing_operators()
-            except Exception:  # never break an import because of the hook itself
-                pass
+            except Exception as exc:  # the import itself goes on and reports its own error, if any
+                import warnings
+
+                warnings.warn(f"aenerf_ns torchvision compatibility hook failed: {exc!r}", stacklevel=2)
         return None
 
 

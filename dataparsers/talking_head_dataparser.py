@@ -19,7 +19,7 @@ from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataParserCo
 from nerfstudio.data.scene_box import SceneBox
 
 from aenerf_ns.audio_features import AudioFeatureConfig, compute_audio_features
-from aenerf_ns.dataset_format import DatasetFormatError, read_transforms
+from aenerf_ns.dataset_format import DatasetFormatError, TalkingHeadMeta, read_transforms
 from aenerf_ns.parsing_labels import AUDIO_REGION_LABELS, LABEL_NAMES
 
 DEFAULT_AABB = ((-1.6, -2.6, -1.6), (1.6, 1.4, 1.6))
@@ -50,6 +50,7 @@ class TalkingHeadDataParser(DataParser):
     def __init__(self, config: TalkingHeadDataParserConfig):
         super().__init__(config=config)
         self.config = config
+        self._meta: TalkingHeadMeta | None = None
         self._features: np.ndarray | None = None
 
     def split_indices(self, num_frames: int, split: str) -> np.ndarray:
@@ -65,7 +66,9 @@ class TalkingHeadDataParser(DataParser):
         return np.arange(num_train) if split == "train" else np.arange(num_train, num_frames)
 
     def _generate_dataparser_outputs(self, split: Literal["train", "val", "test"] = "train") -> DataparserOutputs:
-        meta = read_transforms(self.config.data)
+        if self._meta is None:  # train and eval splits come from one read of the dataset
+            self._meta = read_transforms(self.config.data)
+        meta = self._meta
         if self._features is None:
             self._features = compute_audio_features(
                 meta.audio_path,
