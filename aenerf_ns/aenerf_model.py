@@ -1,14 +1,25 @@
-"""AE-NeRF model for nerfstudio: an audio-conditioned radiance field with a parsing branch.
+"""AE-NeRF for nerfstudio: reference features aggregated by audio, and two fields blended by their masks.
 
-Rendering composites the field's foreground over the dataset's static background plate, the way
-talking-head NeRFs treat the fixed real camera's background. The parsing branch predicts the foreground
-classes of every sample; background probability is what the ray leaves untouched (1 - accumulation), so
-the parsing loss also teaches the field where the person ends.
+Per sample point the model
+1. projects the point into the identity's reference frames, corrects the projection with the audio-aware
+   warper and reads the reference CNN features there (`reference_views`, `warper`);
+2. fuses the references' features with Audio Aware Aggregation, weighting references whose audio is
+   close to the target's (`audio_aware_aggregation`), giving f~;
+3. evaluates the audio-associated field F_aa(x, d, a, f~) and/or the audio-independent field
+   F_ai(x, d, f~) depending on the ray's region group, and blends them by their predicted masks on
+   overlap rays (`region_sampler`, `mask_blend`).
+
+Audio enters as an index into the clip's audio-feature table; the code of a frame is the encoded feature
+window of that frame smoothed over its neighbours (`audio_smoothing`). Rendering composites the
+foreground over the identity's static background plate. Every paper component has a switch for the
+ablations. Choices the paper leaves open are listed in docs/aenerf.md.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -16,17 +27,34 @@ from jaxtyping import Float
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.cameras.rays import RayBundle, RaySamples
 from nerfstudio.data.scene_box import OrientedBox
+from nerfstudio.field_components.encodings import NeRFEncoding
 from nerfstudio.model_components.ray_samplers import PDFSampler, UniformSampler
-from nerfstudio.model_components.renderers import AccumulationRenderer, DepthRenderer, RGBRenderer
+from nerfstudio.model_components.renderers import AccumulationRenderer, DepthRenderer
 from nerfstudio.model_components.scene_colliders import NearFarCollider
 from nerfstudio.models.base_model import Model, ModelConfig
 from nerfstudio.utils import colormaps
 from torch import Tensor, nn
 
-from aenerf_ns.audio_encoder import AudioEncoder, unique_rows_encode
+from aenerf_ns.audio_aware_aggregation import AudioAwareAggregation, AudioBlindAggregation
+from aenerf_ns.audio_encoder import AudioEncoder
 from aenerf_ns.audio_field import AudioConditionedField
+from aenerf_ns.audio_smoothing import AudioSmoother, clip_bounds, neighbour_rows
 from aenerf_ns.image_metrics import masked_psnr, psnr, ssim
+from aenerf_ns.mask_blend import blend_dual_samples
 from aenerf_ns.parsing_labels import AUDIO_REGION_LABELS, LABEL_COLORS, LABEL_NAMES
+from aenerf_ns.reference_views import ReferenceEncoder, project_points, sample_reference_features, view_directions
+from aenerf_ns.region_sampler import AUDIO_ONLY, OTHER_ONLY, OVERLAP
+from aenerf_ns.warper import Warper, offset_length_loss
+
+IDENTITY_BUFFERS = (
+    "reference_images",
+    "reference_camera_to_worlds",
+    "reference_intrinsics",
+    "reference_audio",
+    "background_plates",
+    "default_audio",
+)
+"""Buffers that describe one dataset's people, not learned weights: never copied from a base model."""
 
 
 @dataclass
@@ -39,19 +67,55 @@ class AENeRFModelConfig(ModelConfig):
     far_plane: float = 8.5
     """Distance from the camera where rays end."""
     num_coarse_samples: int = 64
-    """Stratified samples per ray."""
+    """Stratified samples per ray (coarse pass)."""
     num_importance_samples: int = 64
-    """Extra samples per ray drawn where the coarse pass found density."""
-    hidden_dim: int = 128
-    """Width of the field's MLP."""
-    num_layers: int = 5
-    """Hidden layers of the field's density MLP."""
-    num_frequencies: int = 8
-    """Positional-encoding frequencies."""
-    audio_code_dim: int = 32
-    """Size of the audio code fed to the field; 0 makes the model audio-blind."""
+    """Samples per ray drawn where the coarse pass found density (fine pass)."""
+    position_encoding: Literal["positional", "hashgrid"] = "positional"
+    """Field position encoding: the paper's frequency encoding + deep MLP, or a hash grid + shallow MLP."""
+    hidden_dim: int = 256
+    """Width of each field's MLP."""
+    num_layers: int = 8
+    """Hidden layers of each field's density MLP."""
+    num_frequencies: int = 10
+    """Positional-encoding frequencies (positional encoding only)."""
+    hash_levels: int = 16
+    """Hash-grid resolution levels (hash grid only)."""
+    hash_log2_size: int = 19
+    """log2 of each hash-grid level's table size (hash grid only)."""
+    hash_max_resolution: int = 1024
+    """Finest hash-grid resolution (hash grid only)."""
+    audio_code_dim: int = 64
+    """Size of the audio code that conditions the audio field, warper and aggregation."""
+    audio_smoothing_radius: int = 4
+    """Neighbouring frames on each side mixed into a frame's audio code; 0 turns smoothing off."""
+    reference_feature_dim: int = 64
+    """Channels of the reference CNN's feature maps (RGB included)."""
+    aggregation_dim: int = 128
+    """Token width of the aggregation's cross-attention (the paper's 128)."""
+    aggregation_heads: int = 4
+    """Attention heads in each cross-attention block."""
+    condition_dim: int = 64
+    """Size of the aggregated reference feature f~ given to the fields."""
+    warper_hidden_dim: int = 128
+    """Width of the warper's hidden layers."""
+    use_audio: bool = True
+    """Condition on audio at all; False makes an audio-blind model (needs use_aaa False)."""
+    use_aaa: bool = True
+    """Audio Aware Aggregation; False uses audio-blind attention pooling (the "w/o AAA" ablation)."""
+    use_dual_fields: bool = True
+    """Separate audio-associated and audio-independent fields; False renders the whole image with one audio field."""
+    use_warper: bool = True
+    """Correct reference projections with the audio-aware warper."""
+    use_references: bool = True
+    """Condition the fields on reference-frame features at all; False gives a plain audio NeRF."""
+    mask_loss_mult: float = 1e-3
+    """Weight of the region-mask loss (rendered mask vs the region's ground truth)."""
+    offset_loss_mult: float = 5e-8
+    """Weight of the warper's offset-length loss."""
     parsing_loss_mult: float = 0.05
-    """Weight of the parsing (semantic) cross-entropy loss."""
+    """Weight of the parsing cross-entropy on the blended parsing probabilities (background = 1 - opacity)."""
+    load_base: Path | None = None
+    """Base-model checkpoint (.ckpt, or a run's nerfstudio_models folder) whose weights start this model."""
     enable_collider: bool = True
     """Clip rays to [near_plane, far_plane]."""
 
@@ -61,78 +125,314 @@ class AENeRFModel(Model):
 
     config: AENeRFModelConfig
 
+    # ------------------------------------------------------------------ construction
     def populate_modules(self) -> None:
         super().populate_modules()
+        cfg = self.config
+        if not cfg.use_audio and cfg.use_aaa and cfg.use_references:
+            raise ValueError("use_aaa needs audio: set use_aaa False for an audio-blind model")
         metadata = self.kwargs.get("metadata") or {}
         window, feature_dim = metadata.get("audio_feature_shape", (16, 80))
         self.num_classes = len(LABEL_NAMES)
-        self.audio_encoder: AudioEncoder | None = None
-        if self.config.audio_code_dim > 0:
-            self.audio_encoder = AudioEncoder(window, feature_dim, self.config.audio_code_dim)
-        self.field = AudioConditionedField(
-            self.scene_box.aabb,
-            num_semantic_classes=self.num_classes - 1,  # background is what the ray does not hit
-            audio_code_dim=self.config.audio_code_dim,
-            hidden_dim=self.config.hidden_dim,
-            num_layers=self.config.num_layers,
-            num_frequencies=self.config.num_frequencies,
-        )
+        audio_dim = cfg.audio_code_dim if cfg.use_audio else 0
+        self.audio_dim = audio_dim
+
+        # audio: feature table (non-persistent: a render swaps in its own track), encoder, smoothing
+        table = metadata.get("audio_features")
+        if table is None:
+            table = torch.zeros(1, window * feature_dim)
+        segments = metadata.get("audio_segments")
+        if segments is None:
+            segments = torch.zeros(table.shape[0], dtype=torch.long)
+        self.register_buffer("audio_table", table.float().clone(), persistent=False)
+        first, last = clip_bounds(segments)
+        self.register_buffer("audio_first", first, persistent=False)
+        self.register_buffer("audio_last", last, persistent=False)
         default_audio = metadata.get("default_audio")
         if default_audio is None:
-            default_audio = torch.zeros(window * feature_dim)
+            default_audio = table.mean(0)
         self.register_buffer("default_audio", default_audio.float().clone())
-        plate = metadata.get("background_image")
-        plate = plate.float() / 255.0 if plate is not None else torch.zeros(1, 1, 3)
-        self.register_buffer("background_plate", plate)
+        self.audio_encoder = AudioEncoder(window, feature_dim, audio_dim) if audio_dim else None
+        self.audio_smoother = (
+            AudioSmoother(audio_dim, cfg.audio_smoothing_radius) if audio_dim and cfg.audio_smoothing_radius else None
+        )
+        radius = cfg.audio_smoothing_radius if self.audio_smoother else 0
+
+        # references of every identity (persistent: the model is tied to the frames it was trained with)
+        refs = metadata.get("references")
+        height, width = metadata.get("image_size", (8, 8))
+        num_refs = 4
+        if refs is not None:
+            num_ids, num_refs = refs["images"].shape[:2]
+            ref_audio = table[neighbour_rows(refs["audio_index"].reshape(-1), radius, first, last)]
+            self.register_buffer("reference_images", refs["images"].clone())
+            self.register_buffer("reference_camera_to_worlds", refs["camera_to_worlds"].float().clone())
+            self.register_buffer("reference_intrinsics", refs["intrinsics"].float().clone())
+            self.register_buffer("reference_audio", ref_audio.reshape(num_ids, num_refs, 2 * radius + 1, -1).float())
+        else:
+            self.register_buffer("reference_images", torch.zeros(1, num_refs, height, width, 3, dtype=torch.uint8))
+            self.register_buffer("reference_camera_to_worlds", torch.eye(4)[:3].expand(1, num_refs, 3, 4).clone())
+            self.register_buffer("reference_intrinsics", torch.ones(1, num_refs, 4))
+            self.register_buffer("reference_audio", torch.zeros(1, num_refs, 2 * radius + 1, window * feature_dim))
+        plates = metadata.get("background_images")
+        if plates is None:
+            plates = torch.zeros(self.reference_images.shape[0], 1, 1, 3, dtype=torch.uint8)
+        self.register_buffer("background_plates", plates.clone())
+        self._feature_cache: dict[int, Tensor] = {}
+
+        cond_dim = cfg.condition_dim if cfg.use_references else 0
+        if cfg.use_references:
+            self.reference_encoder = ReferenceEncoder(cfg.reference_feature_dim, hidden_dim=cfg.reference_feature_dim)
+            self.warp_position_encoding = NeRFEncoding(
+                in_dim=3, num_frequencies=4, min_freq_exp=0.0, max_freq_exp=3.0, include_input=True
+            )
+            self.warper = (
+                Warper(self.warp_position_encoding.get_out_dim(), audio_dim, cfg.warper_hidden_dim)
+                if cfg.use_warper
+                else None
+            )
+            if cfg.use_aaa:
+                self.aggregator = AudioAwareAggregation(
+                    audio_dim, cfg.reference_feature_dim, cond_dim, cfg.aggregation_dim, cfg.aggregation_heads
+                )
+            else:
+                self.aggregator = AudioBlindAggregation(
+                    cfg.reference_feature_dim, cond_dim, cfg.aggregation_dim, cfg.aggregation_heads
+                )
+
+        def make_field(with_audio: bool) -> AudioConditionedField:
+            return AudioConditionedField(
+                self.scene_box.aabb,
+                num_semantic_classes=self.num_classes - 1,  # background is what the ray does not hit
+                audio_code_dim=audio_dim if with_audio else 0,
+                condition_dim=cond_dim,
+                hidden_dim=cfg.hidden_dim,
+                num_layers=cfg.num_layers,
+                num_frequencies=cfg.num_frequencies,
+                encoding=cfg.position_encoding,
+                hash_levels=cfg.hash_levels,
+                hash_log2_size=cfg.hash_log2_size,
+                hash_max_resolution=cfg.hash_max_resolution,
+            )
+
+        self.field_aa = make_field(with_audio=True)
+        self.field_ai = make_field(with_audio=False) if cfg.use_dual_fields else None
+
         self.register_buffer("label_colors", torch.tensor(LABEL_COLORS, dtype=torch.float32) / 255.0)
         self.register_buffer("region_ids", torch.tensor(AUDIO_REGION_LABELS))
-
-        self.sampler_uniform = UniformSampler(num_samples=self.config.num_coarse_samples)
-        self.sampler_pdf = PDFSampler(num_samples=self.config.num_importance_samples)
-        self.renderer_rgb = RGBRenderer(background_color="black")
+        other = [c for c in range(1, self.num_classes) if c not in AUDIO_REGION_LABELS]
+        self.register_buffer("other_ids", torch.tensor(other))
+        self.sampler_uniform = UniformSampler(num_samples=cfg.num_coarse_samples)
+        self.sampler_pdf = PDFSampler(num_samples=cfg.num_importance_samples)
         self.renderer_accumulation = AccumulationRenderer()
         self.renderer_depth = DepthRenderer(method="expected")
-        if self.config.enable_collider:
-            self.collider = NearFarCollider(near_plane=self.config.near_plane, far_plane=self.config.far_plane)
+        if cfg.enable_collider:
+            self.collider = NearFarCollider(near_plane=cfg.near_plane, far_plane=cfg.far_plane)
+        if cfg.load_base is not None:
+            self.load_base_weights(cfg.load_base)
 
     def get_param_groups(self) -> dict[str, list[nn.Parameter]]:
-        return {
-            "fields": list(self.field.parameters())
-            + (list(self.audio_encoder.parameters()) if self.audio_encoder else [])
-        }
+        return {"fields": [p for p in self.parameters() if p.requires_grad]}
 
-    def _audio_code(self, ray_bundle: RayBundle) -> Tensor | None:
+    def load_base_weights(self, path: Path) -> None:
+        """Start from a base model's learned weights, keeping this dataset's references, plates and audio."""
+        path = Path(path)
+        if path.is_dir():
+            ckpts = sorted(path.glob("step-*.ckpt"))
+            if not ckpts:
+                raise FileNotFoundError(f"no step-*.ckpt checkpoint in {path}")
+            path = ckpts[-1]
+        if not path.is_file():
+            raise FileNotFoundError(f"base checkpoint {path} does not exist")
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        pipeline_state = state.get("pipeline", state)
+        prefix = "_model."
+        weights = {
+            k[len(prefix) :]: v
+            for k, v in pipeline_state.items()
+            if k.startswith(prefix) and k[len(prefix) :].split(".")[0] not in IDENTITY_BUFFERS
+        }
+        own = self.state_dict()
+        mismatched = [k for k, v in weights.items() if k in own and own[k].shape != v.shape]
+        missing = [k for k in own if k.split(".")[0] not in IDENTITY_BUFFERS and k not in weights]
+        if mismatched or missing or not weights:
+            detail = ", ".join((mismatched + missing)[:5])
+            raise ValueError(
+                f"{path} does not match this model's settings ({detail or 'no model weights in it'}): fine-tune "
+                "with the same method and model options the base model was trained with"
+            )
+        self.load_state_dict(weights, strict=False)
+
+    def train(self, mode: bool = True):
+        self._feature_cache = {}  # reference features change once training resumes
+        return super().train(mode)
+
+    def set_audio_track(self, features: Float[Tensor, "T window dim"]) -> None:
+        """Replace the audio-feature table (e.g. with a new speech track for rendering); one clip."""
+        table = features.reshape(features.shape[0], -1).to(self.audio_table)
+        if table.shape[1] != self.audio_table.shape[1]:
+            raise ValueError(
+                f"audio features have {table.shape[1]} values per frame, the model was trained with "
+                f"{self.audio_table.shape[1]}: compute them with the training run's audio settings"
+            )
+        self.audio_table = table
+        self.audio_first, self.audio_last = clip_bounds(torch.zeros(len(table), dtype=torch.long, device=table.device))
+
+    # ------------------------------------------------------------------ audio
+    def _encode_windows(self, windows: Float[Tensor, "B K flat"]) -> Float[Tensor, "B code"]:
+        assert self.audio_encoder is not None
+        b, k, _ = windows.shape
+        codes = self.audio_encoder(windows.reshape(b * k, -1)).reshape(b, k, -1)
+        if self.audio_smoother is None:
+            return codes[:, k // 2]
+        return self.audio_smoother(codes)[0]
+
+    def _radius(self) -> int:
+        return self.audio_smoother.radius if self.audio_smoother is not None else 0
+
+    def audio_codes(self, ray_bundle: RayBundle) -> Float[Tensor, "R code"] | None:
+        """Per-ray audio code: the ray's frame's table row, smoothed over neighbouring frames."""
         if self.audio_encoder is None:
             return None
-        audio = (ray_bundle.metadata or {}).get("audio")
-        if audio is None:  # e.g. a viewer camera: drive with the clip's average audio
-            audio = self.default_audio.expand(*ray_bundle.shape, -1)
-        flat = audio.reshape(-1, audio.shape[-1]).to(self.default_audio)
-        return unique_rows_encode(self.audio_encoder, flat).reshape(*ray_bundle.shape, -1)
+        metadata = ray_bundle.metadata or {}
+        n = ray_bundle.origins.shape[0]
+        if "audio_index" not in metadata:  # e.g. a viewer camera: drive with the clip's average audio
+            windows = self.default_audio[None, None].expand(1, 2 * self._radius() + 1, -1)
+            return self._encode_windows(windows).expand(n, -1)
+        rows = metadata["audio_index"].reshape(-1).round().long().clamp(0, self.audio_table.shape[0] - 1)
+        uniq, inverse = torch.unique(rows, return_inverse=True)
+        windows = self.audio_table[neighbour_rows(uniq, self._radius(), self.audio_first, self.audio_last)]
+        return self._encode_windows(windows)[inverse]
 
-    def _query(self, ray_samples: RaySamples, code: Tensor | None) -> dict[str, Tensor]:
+    # ------------------------------------------------------------------ references
+    def _reference_features(self, identity: int) -> Float[Tensor, "L C H W"]:
+        if not self.training and identity in self._feature_cache:
+            return self._feature_cache[identity]
+        images = self.reference_images[identity].float() / 255.0
+        feats = self.reference_encoder(images)
+        if not self.training:
+            self._feature_cache[identity] = feats
+        return feats
+
+    def _reference_condition(
+        self,
+        positions: Float[Tensor, "P 3"],
+        directions: Float[Tensor, "P 3"],
+        codes: Float[Tensor, "P code"] | None,
+        identities: Tensor,
+    ) -> tuple[Float[Tensor, "P cond"], Tensor]:
+        """Aggregated reference feature f~ per point, and the warper offsets (for the offset loss)."""
+        cond = positions.new_zeros(positions.shape[0], self.config.condition_dim)
+        offsets = []
+        ref_codes = None
+        if self.audio_encoder is not None:
+            ids, refs, k, flat = self.reference_audio.shape
+            ref_codes = self._encode_windows(self.reference_audio.reshape(ids * refs, k, flat)).reshape(ids, refs, -1)
+        for identity in torch.unique(identities).tolist():
+            sel = identities == identity
+            pts = positions[sel]
+            c2w = self.reference_camera_to_worlds[identity]
+            pixels, _ = project_points(pts, c2w, self.reference_intrinsics[identity])
+            ref_dirs = view_directions(pts, c2w)
+            pts_codes = codes[sel] if codes is not None else None
+            pts_ref_codes = ref_codes[identity] if ref_codes is not None else None  # (L, code), shared
+            if self.warper is not None:
+                lo, hi = self.scene_box.aabb.to(pts.device)
+                enc = self.warp_position_encoding((pts - lo) / (hi - lo) * 2.0 - 1.0)
+                offset = self.warper(enc, pts_codes, pts_ref_codes, directions[sel], ref_dirs)
+                pixels = pixels + offset
+                offsets.append(offset)
+            feats = sample_reference_features(self._reference_features(identity), pixels)
+            cond[sel] = self.aggregator(pts_codes, pts_ref_codes, feats)[0]
+        offsets_all = torch.cat(offsets) if offsets else positions.new_zeros(0, 1, 2)
+        return cond, offsets_all
+
+    # ------------------------------------------------------------------ rendering
+    def _field_samples(self, fld: AudioConditionedField, pos, dirs, codes, cond) -> dict[str, Tensor]:
+        out = fld(pos, dirs, codes if fld.audio_code_dim else None, cond)
+        probs = torch.softmax(out["semantics"], -1)
+        return {"density": out["density"], "rgb": out["rgb"], "probs": probs}
+
+    def _render(
+        self,
+        ray_samples: RaySamples,
+        codes: Tensor | None,
+        identities: Tensor,
+        groups: Tensor,
+    ) -> dict[str, Tensor]:
         positions = ray_samples.frustums.get_positions()
+        num_rays, num_samples = positions.shape[:2]
         directions = ray_samples.frustums.directions
-        sample_code = None
-        if code is not None:
-            sample_code = code[..., None, :].expand(*positions.shape[:-1], code.shape[-1])
-        return self.field(positions, directions, sample_code)
+        pos_flat = positions.reshape(-1, 3)
+        dir_flat = directions.reshape(-1, 3)
+        sample_ids = identities[:, None].expand(-1, num_samples).reshape(-1)
+        sample_codes = None
+        if codes is not None:
+            sample_codes = codes[:, None].expand(-1, num_samples, -1).reshape(num_rays * num_samples, -1)
+        cond, offsets = None, positions.new_zeros(0, 1, 2)
+        if self.config.use_references:
+            cond, offsets = self._reference_condition(pos_flat, dir_flat, sample_codes, sample_ids)
 
-    def _render(self, ray_samples: RaySamples, out: dict[str, Tensor]) -> dict[str, Tensor]:
-        weights = ray_samples.get_weights(out["density"])
-        rgb = self.renderer_rgb(rgb=out["rgb"], weights=weights)
+        def run(fld: AudioConditionedField, rays: Tensor) -> dict[str, Tensor]:
+            """Evaluate a field on the samples of the selected rays and scatter back (zeros elsewhere)."""
+            sel = rays[:, None].expand(-1, num_samples).reshape(-1)
+            out = self._field_samples(
+                fld,
+                pos_flat[sel],
+                dir_flat[sel],
+                sample_codes[sel] if sample_codes is not None else None,
+                cond[sel] if cond is not None else None,
+            )
+            full = {}
+            for key, value in out.items():
+                buf = value.new_zeros(num_rays * num_samples, value.shape[-1])
+                buf[sel] = value
+                full[key] = buf.reshape(num_rays, num_samples, -1)
+            return full
+
+        if self.field_ai is None:
+            single = run(self.field_aa, torch.ones(num_rays, dtype=torch.bool, device=positions.device))
+            mask_aa = single["probs"][..., self.region_ids - 1].sum(-1, keepdim=True)
+            samples = dict(single, mask_aa=mask_aa, mask_ai=1.0 - mask_aa)
+        else:
+            aa = run(self.field_aa, groups != OTHER_ONLY)
+            ai = run(self.field_ai, groups != AUDIO_ONLY)
+            mask_aa = aa["probs"][..., self.region_ids - 1].sum(-1, keepdim=True)
+            mask_ai = ai["probs"][..., self.other_ids - 1].sum(-1, keepdim=True)
+            samples = blend_dual_samples(aa, ai, mask_aa, mask_ai, groups)
+
+        weights = ray_samples.get_weights(samples["density"])
         accumulation = self.renderer_accumulation(weights)
-        depth = self.renderer_depth(weights=weights, ray_samples=ray_samples)
-        fg_probs = torch.sum(weights * torch.softmax(out["semantics"], -1), dim=-2)
-        parsing = torch.cat([(1.0 - accumulation).clamp_min(0.0), fg_probs], -1)
-        return {"rgb": rgb, "accumulation": accumulation, "depth": depth, "parsing_probs": parsing, "weights": weights}
+        fg_probs = torch.sum(weights * samples["probs"], dim=-2)
+        return {
+            "rgb": torch.sum(weights * samples["rgb"], dim=-2),
+            "accumulation": accumulation,
+            "depth": self.renderer_depth(weights=weights, ray_samples=ray_samples),
+            "parsing_probs": torch.cat([(1.0 - accumulation).clamp_min(0.0), fg_probs], -1),
+            "mask_aa": torch.sum(weights * samples["mask_aa"], dim=-2),
+            "mask_ai": torch.sum(weights * samples["mask_ai"], dim=-2),
+            "weights": weights,
+            "offsets": offsets,
+        }
 
     def get_outputs(self, ray_bundle: RayBundle) -> dict[str, Tensor]:
-        code = self._audio_code(ray_bundle)
+        shape = ray_bundle.shape
+        if len(shape) != 1:
+            ray_bundle = ray_bundle.flatten()
+        metadata = ray_bundle.metadata or {}
+        n = ray_bundle.origins.shape[0]
+        device = ray_bundle.origins.device
+        identities = torch.zeros(n, dtype=torch.long, device=device)
+        if "identity" in metadata:
+            identities = metadata["identity"].reshape(-1).round().long().clamp(0, self.reference_images.shape[0] - 1)
+        groups = torch.full((n,), OVERLAP, dtype=torch.long, device=device)
+        if "ray_group" in metadata and self.training:
+            groups = metadata["ray_group"].reshape(-1).long()
+        codes = self.audio_codes(ray_bundle)
         samples_coarse = self.sampler_uniform(ray_bundle)
-        coarse = self._render(samples_coarse, self._query(samples_coarse, code))
+        coarse = self._render(samples_coarse, codes, identities, groups)
         samples_fine = self.sampler_pdf(ray_bundle, samples_coarse, coarse["weights"])
-        fine = self._render(samples_fine, self._query(samples_fine, code))
+        fine = self._render(samples_fine, codes, identities, groups)
         probs = fine["parsing_probs"]
         outputs = {
             "rgb": fine["rgb"],
@@ -140,12 +440,22 @@ class AENeRFModel(Model):
             "depth": fine["depth"],
             "parsing_probs": probs,
             "audio_region": probs[..., self.region_ids].sum(-1, keepdim=True),
+            "mask_aa": fine["mask_aa"],
+            "mask_ai": fine["mask_ai"],
             "rgb_coarse": coarse["rgb"],
             "accumulation_coarse": coarse["accumulation"],
             "parsing_probs_coarse": coarse["parsing_probs"],
+            "mask_aa_coarse": coarse["mask_aa"],
+            "mask_ai_coarse": coarse["mask_ai"],
+            "ray_group": groups[:, None],
         }
+        if self.training:
+            outputs["offsets"] = torch.cat([coarse["offsets"], fine["offsets"]])
+        if len(shape) != 1:
+            outputs = {k: v.reshape(*shape, *v.shape[1:]) for k, v in outputs.items() if k != "offsets"}
         return outputs
 
+    # ------------------------------------------------------------------ losses and metrics
     def _composite(self, rgb: Tensor, accumulation: Tensor, background: Tensor) -> Tensor:
         return rgb + (1.0 - accumulation) * background
 
@@ -157,7 +467,11 @@ class AENeRFModel(Model):
     def get_metrics_dict(self, outputs, batch) -> dict[str, Tensor]:
         gt = batch["image"].to(self.device)[..., :3]
         pred = self._composite(outputs["rgb"], outputs["accumulation"], self._batch_background(batch, gt))
-        return {"psnr": psnr(pred, gt)}
+        metrics = {"psnr": psnr(pred, gt)}
+        groups = outputs["ray_group"][..., 0]
+        for name, group in (("aa", AUDIO_ONLY), ("ai", OTHER_ONLY), ("overlap", OVERLAP)):
+            metrics[f"rays_{name}_fraction"] = (groups == group).float().mean()
+        return metrics
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> dict[str, Tensor]:
         gt = batch["image"].to(self.device)[..., :3]
@@ -168,18 +482,33 @@ class AENeRFModel(Model):
             ),
             "rgb_loss_fine": F.mse_loss(self._composite(outputs["rgb"], outputs["accumulation"], bg), gt),
         }
-        if self.config.parsing_loss_mult > 0 and "parsing" in batch:
+        if "parsing" in batch:
             labels = batch["parsing"].to(self.device).long().reshape(-1)
-            nll = 0.0
-            for key in ("parsing_probs_coarse", "parsing_probs"):
-                probs = outputs[key].reshape(-1, self.num_classes)
-                nll = nll + F.nll_loss(torch.log(probs.clamp_min(1e-6)), labels)
-            loss["parsing_loss"] = self.config.parsing_loss_mult * nll
+            if self.config.parsing_loss_mult > 0:
+                nll = 0.0
+                for key in ("parsing_probs_coarse", "parsing_probs"):
+                    probs = outputs[key].reshape(-1, self.num_classes)
+                    nll = nll + F.nll_loss(torch.log(probs.clamp_min(1e-6)), labels)
+                loss["parsing_loss"] = self.config.parsing_loss_mult * nll
+            if self.config.mask_loss_mult > 0:
+                in_region = torch.isin(labels, self.region_ids).float()[:, None]
+                other = ((labels > 0).float()[:, None]) * (1.0 - in_region)
+                groups = outputs["ray_group"].reshape(-1)
+                uses_aa = (groups != OTHER_ONLY).float()[:, None]
+                uses_ai = (groups != AUDIO_ONLY).float()[:, None] if self.field_ai is not None else None
+                mask = 0.0
+                for suffix in ("_coarse", ""):
+                    mask = mask + _masked_mse(outputs["mask_aa" + suffix].reshape(-1, 1), in_region, uses_aa)
+                    if uses_ai is not None:
+                        mask = mask + _masked_mse(outputs["mask_ai" + suffix].reshape(-1, 1), other, uses_ai)
+                loss["mask_loss"] = self.config.mask_loss_mult * mask
+        if self.config.offset_loss_mult > 0 and "offsets" in outputs and outputs["offsets"].numel():
+            loss["offset_loss"] = self.config.offset_loss_mult * offset_length_loss(outputs["offsets"])
         return loss
 
-    def plate_for(self, height: int, width: int) -> Float[Tensor, "height width 3"]:
-        """The background plate resized to an image size."""
-        plate = self.background_plate
+    def plate_for(self, height: int, width: int, identity: int = 0) -> Float[Tensor, "height width 3"]:
+        """The identity's background plate resized to an image size, as floats in [0, 1]."""
+        plate = self.background_plates[identity].float() / 255.0
         if plate.shape[:2] != (height, width):
             plate = F.interpolate(
                 plate.permute(2, 0, 1)[None], size=(height, width), mode="bilinear", align_corners=False
@@ -191,13 +520,17 @@ class AENeRFModel(Model):
     def get_outputs_for_camera(self, camera: Cameras, obb_box: OrientedBox | None = None) -> dict[str, Tensor]:
         outputs = super().get_outputs_for_camera(camera, obb_box=obb_box)
         h, w = outputs["rgb"].shape[:2]
-        plate = self.plate_for(h, w).to(outputs["rgb"].device)
+        identity = 0
+        if camera.metadata is not None and "identity" in camera.metadata:
+            identity = int(camera.metadata["identity"].reshape(-1)[0].round())
+        identity = min(max(identity, 0), self.background_plates.shape[0] - 1)
+        plate = self.plate_for(h, w, identity).to(outputs["rgb"].device)
         outputs["rgb_foreground"] = outputs["rgb"]
         outputs["rgb"] = self._composite(outputs["rgb"], outputs["accumulation"], plate)
         outputs["parsing"] = self.label_colors.to(plate.device)[outputs["parsing_probs"].argmax(-1)]
-        outputs.pop("rgb_coarse", None)
-        outputs.pop("accumulation_coarse", None)
-        outputs.pop("parsing_probs_coarse", None)
+        for key in list(outputs):
+            if key.endswith("_coarse") or key == "ray_group":
+                outputs.pop(key)
         return outputs
 
     def get_image_metrics_and_images(
@@ -210,6 +543,7 @@ class AENeRFModel(Model):
             region = batch["audio_region"].to(pred.device)[..., 0].bool()
             if region.any():
                 metrics["lower_face_psnr"] = float(masked_psnr(pred, gt, region))
+                metrics["lower_face_mse"] = float(((pred - gt)[region] ** 2).mean())
         if "parsing" in batch:
             labels = batch["parsing"].to(pred.device)[..., 0].long()
             metrics["parsing_accuracy"] = float((outputs["parsing_probs"].argmax(-1) == labels).float().mean())
@@ -218,5 +552,11 @@ class AENeRFModel(Model):
             "img": torch.cat([gt, pred, (pred - gt).abs().clamp(0, 1)], dim=1),
             "parsing": outputs["parsing"],
             "depth": depth,
+            "masks": torch.cat([outputs["mask_aa"], outputs["mask_ai"]], dim=1).expand(-1, -1, 3),
         }
         return metrics, images
+
+
+def _masked_mse(pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
+    """Mean squared error over the rays with weight 1 (zero when there are none)."""
+    return (((pred - target) ** 2) * weight).sum() / weight.sum().clamp_min(1.0)

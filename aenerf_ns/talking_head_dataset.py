@@ -35,7 +35,10 @@ def load_label_map(path, scale_factor: float = 1.0) -> np.ndarray:
 
 
 class TalkingHeadDataset(InputDataset):
-    """Images plus per-pixel `parsing` (uint8 label ids), `audio_region` (bool) and `background` (uint8 RGB)."""
+    """Images plus per-pixel `parsing` (uint8 label ids), `audio_region` (bool) and `background` (uint8 RGB).
+
+    The background is the plate of the frame's identity (several identities train a base model together).
+    """
 
     exclude_batch_keys_from_device = InputDataset.exclude_batch_keys_from_device + [
         "parsing",
@@ -47,14 +50,19 @@ class TalkingHeadDataset(InputDataset):
         super().__init__(dataparser_outputs, scale_factor)
         self.parsing_filenames = self.metadata["parsing_filenames"]
         self.region_ids = torch.tensor(AUDIO_REGION_LABELS, dtype=torch.uint8)
-        plate = self.metadata.get("background_image")
-        self.background = None
-        if plate is not None:
+        self.image_identity = self.metadata.get("image_identity")
+        plates = self.metadata.get("background_images")
+        self.backgrounds = None
+        if plates is not None:
             h, w = int(self.cameras.height[0]), int(self.cameras.width[0])
-            if tuple(plate.shape[:2]) != (h, w):
-                resized = Image.fromarray(plate.numpy()).resize((w, h), Image.BILINEAR)
-                plate = torch.from_numpy(np.array(resized))
-            self.background = plate
+            if tuple(plates.shape[1:3]) != (h, w):
+                plates = torch.stack(
+                    [
+                        torch.from_numpy(np.array(Image.fromarray(p.numpy()).resize((w, h), Image.BILINEAR)))
+                        for p in plates
+                    ]
+                )
+            self.backgrounds = plates
 
     def get_metadata(self, data: dict) -> dict:
         idx = data["image_idx"]
@@ -77,6 +85,7 @@ class TalkingHeadDataset(InputDataset):
             "parsing": labels[..., None],
             "audio_region": torch.isin(labels, self.region_ids)[..., None],
         }
-        if self.background is not None:
-            out["background"] = self.background
+        if self.backgrounds is not None:
+            identity = int(self.image_identity[idx]) if self.image_identity is not None else 0
+            out["background"] = self.backgrounds[identity]
         return out

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import torch
 from nerfstudio.configs.base_config import MachineConfig, ViewerConfig
-from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
 from nerfstudio.engine.trainer import TrainerConfig
@@ -17,8 +16,7 @@ from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from aenerf_ns.aenerf_model import AENeRFModelConfig
-from aenerf_ns.dataparsers.talking_head_dataparser import TalkingHeadDataParserConfig
-from aenerf_ns.talking_head_dataset import TalkingHeadDataset
+from aenerf_ns.talking_head_datamanager import TalkingHeadDataManagerConfig
 
 DEVICE_TYPE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -45,9 +43,7 @@ def aenerf_config() -> TrainerConfig:
         mixed_precision=False,
         machine=MachineConfig(device_type=DEVICE_TYPE),
         pipeline=VanillaPipelineConfig(
-            datamanager=VanillaDataManagerConfig(
-                _target=VanillaDataManager[TalkingHeadDataset],
-                dataparser=TalkingHeadDataParserConfig(),
+            datamanager=TalkingHeadDataManagerConfig(
                 train_num_rays_per_batch=2048,
                 eval_num_rays_per_batch=2048,
             ),
@@ -78,7 +74,16 @@ def aenerf_tiny_config() -> TrainerConfig:
         hidden_dim=64,
         num_layers=3,
         num_frequencies=6,
+        hash_levels=8,
+        hash_log2_size=14,
+        hash_max_resolution=256,
         audio_code_dim=16,
+        audio_smoothing_radius=2,
+        reference_feature_dim=16,
+        aggregation_dim=32,
+        aggregation_heads=2,
+        condition_dim=16,
+        warper_hidden_dim=32,
         eval_num_rays_per_chunk=2048,
     )
     config.optimizers = _optimizers(max_steps, lr=1e-3)

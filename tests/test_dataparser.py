@@ -28,19 +28,72 @@ def test_splits_first_part_trains_last_part_evaluates(sample_dataset):
     assert train.image_filenames[0].name == "00000.png" and val.image_filenames[0].name == "00037.png"
 
 
-def test_cameras_carry_each_frames_audio(sample_dataset):
+def test_cameras_carry_each_frames_audio_row_and_identity(sample_dataset):
     val = _outputs(sample_dataset, "val")
     feats = compute_audio_features(sample_dataset / "audio.wav", 25.0, 75)
-    audio = val.cameras.metadata["audio"]
-    assert audio.shape == (38, 16 * 80)
-    np.testing.assert_allclose(audio[5].numpy(), feats[37 + 5].ravel(), atol=1e-6)
-    # and it reaches every ray of that camera
+    table = val.metadata["audio_features"]
+    assert table.shape == (75, 16 * 80)
+    np.testing.assert_allclose(table.numpy(), feats.reshape(75, -1), atol=1e-6)
+    rows = val.cameras.metadata["audio_index"]
+    assert rows.shape == (38, 1) and rows[5, 0] == 42
+    # and the row reaches every ray of that camera
     rays = val.cameras.generate_rays(camera_indices=5, keep_shape=True)
-    assert torch.equal(rays.metadata["audio"][10, 20], audio[5])
+    assert rays.metadata["audio_index"][10, 20, 0] == 42
+    assert (rays.metadata["identity"] == 0).all()
     poses = json.loads((sample_dataset / "transforms.json").read_text())["frames"]
     np.testing.assert_allclose(
         val.cameras.camera_to_worlds[5].numpy(), np.array(poses[42]["transform_matrix"])[:3], atol=1e-6
     )
+
+
+def test_references_come_from_training_frames_and_differ_in_audio(sample_dataset):
+    train = _outputs(sample_dataset, "train", num_references=4)
+    refs = train.metadata["references"]
+    assert refs["images"].shape == (1, 4, 48, 48, 3) and refs["images"].dtype == torch.uint8
+    frames = refs["frame_indices"][0].tolist()
+    assert len(set(frames)) == 4 and all(f < 37 for f in frames)
+    first = np.array(Image.open(sample_dataset / "images" / f"{frames[0]:05d}.png").convert("RGB"))
+    assert torch.equal(refs["images"][0, 0], torch.from_numpy(first))
+    assert torch.equal(refs["audio_index"][0], refs["frame_indices"][0])
+    # spread over audio: the chosen frames are farther apart in audio than consecutive frames
+    table = train.metadata["audio_features"]
+    chosen = table[refs["audio_index"][0]]
+    spread = torch.cdist(chosen, chosen)[~torch.eye(4, dtype=torch.bool)].mean()
+    neighbours = (table[1:37] - table[:36]).norm(dim=1).mean()
+    assert spread > neighbours
+
+
+def test_folder_of_identities_trains_them_together(tmp_path):
+    from aenerf_ns.synthetic_dataset import write_synthetic_sample
+
+    write_synthetic_sample(tmp_path / "many", identities=2, seconds=1.2, resolution=24)
+    train = _outputs(tmp_path / "many", "train", num_references=2)
+    meta = train.metadata
+    assert meta["identities"] == ["synth00", "synth01"]
+    assert len(train.image_filenames) == 2 * 15
+    ids = train.cameras.metadata["identity"][:, 0]
+    assert ids[:15].eq(0).all() and ids[15:].eq(1).all()
+    # audio rows index one joint table: identity 1 starts after identity 0's 30 frames
+    assert train.cameras.metadata["audio_index"][15, 0] == 30
+    assert meta["audio_features"].shape[0] == 60 and meta["audio_segments"].tolist() == [0] * 30 + [1] * 30
+    assert meta["references"]["images"].shape == (2, 2, 24, 24, 3)
+    assert (meta["references"]["audio_index"][1] >= 30).all()
+    ds = TalkingHeadDataset(train)
+    plate1 = np.array(Image.open(tmp_path / "many" / "synth01" / "background.png").convert("RGB"))
+    assert torch.equal(ds[20]["background"], torch.from_numpy(plate1))
+    assert not torch.equal(ds[0]["background"], ds[20]["background"])
+
+
+def test_identities_of_different_frame_sizes_are_refused(tmp_path):
+    from aenerf_ns.synthetic_dataset import write_synthetic_sample
+
+    write_synthetic_sample(tmp_path / "a", identities=1, seconds=1.0, resolution=24)
+    write_synthetic_sample(tmp_path / "b", identities=1, seconds=1.0, resolution=32)
+    (tmp_path / "both").mkdir()
+    (tmp_path / "both" / "x").symlink_to(tmp_path / "a" / "synth00")
+    (tmp_path / "both" / "y").symlink_to(tmp_path / "b" / "synth00")
+    with pytest.raises(DatasetFormatError, match="need one frame size"):
+        _outputs(tmp_path / "both")
 
 
 def test_dataset_items_have_parsing_region_and_background(sample_dataset):
@@ -92,8 +145,9 @@ def test_bad_transforms_are_reported(dataset_copy, damage, message):
 def test_missing_folder_and_file_and_corrupt_json(tmp_path, dataset_copy):
     with pytest.raises(DatasetFormatError, match="does not exist"):
         _outputs(tmp_path / "nothing-here")
-    with pytest.raises(DatasetFormatError, match="transforms.json not found"):
-        _outputs(tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetFormatError, match="has no transforms.json"):
+        _outputs(tmp_path / "empty")
     (dataset_copy / "transforms.json").write_text("{ not json")
     with pytest.raises(DatasetFormatError, match="not valid JSON"):
         _outputs(dataset_copy)

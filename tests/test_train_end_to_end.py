@@ -60,20 +60,28 @@ def test_model_outputs_for_a_viewer_camera_without_audio(sample_dataset):
     from aenerf_ns.dataparsers.talking_head_dataparser import TalkingHeadDataParserConfig
 
     outputs = TalkingHeadDataParserConfig(data=sample_dataset).setup().get_dataparser_outputs("train")
-    model = AENeRFModelConfig(num_coarse_samples=8, num_importance_samples=8, hidden_dim=32, num_layers=2).setup(
-        scene_box=outputs.scene_box, num_train_data=len(outputs.image_filenames), metadata=outputs.metadata
-    )
+    model = AENeRFModelConfig(
+        num_coarse_samples=8,
+        num_importance_samples=8,
+        hidden_dim=32,
+        num_layers=2,
+        audio_code_dim=8,
+        reference_feature_dim=8,
+        aggregation_dim=16,
+        condition_dim=8,
+        warper_hidden_dim=16,
+    ).setup(scene_box=outputs.scene_box, num_train_data=len(outputs.image_filenames), metadata=outputs.metadata)
     camera = outputs.cameras[0:1]
     camera.metadata = None
     with torch.no_grad():
         result = model.get_outputs_for_camera(camera)
-    for key in ("rgb", "depth", "accumulation", "parsing", "audio_region"):
+    for key in ("rgb", "depth", "accumulation", "parsing", "audio_region", "mask_aa", "mask_ai"):
         assert result[key].shape[:2] == (48, 48), key
         assert torch.isfinite(result[key]).all(), key
     # with audio, different frames' audio gives different renders (the field is audio-conditioned)
     cams = outputs.cameras
     a = model.get_outputs_for_camera(cams[0:1])["rgb"]
     b_cam = cams[0:1]
-    b_cam.metadata = {"audio": cams.metadata["audio"][20:21] * 3.0}
+    b_cam.metadata = {"audio_index": cams.metadata["audio_index"][20:21], "identity": cams.metadata["identity"][0:1]}
     b = model.get_outputs_for_camera(b_cam)["rgb"]
     assert (a - b).abs().max() > 1e-6
