@@ -191,6 +191,11 @@ class AENeRFModel(Model):
                 if cfg.use_warper
                 else None
             )
+            self.aggregator_ai = None
+            if cfg.use_dual_fields and audio_dim:
+                self.aggregator_ai = AudioBlindAggregation(
+                    cfg.reference_feature_dim, cond_dim, cfg.aggregation_dim, cfg.aggregation_heads
+                )
             if cfg.use_aaa:
                 self.aggregator = AudioAwareAggregation(
                     audio_dim, cfg.reference_feature_dim, cond_dim, cfg.aggregation_dim, cfg.aggregation_heads
@@ -320,9 +325,15 @@ class AENeRFModel(Model):
         directions: Float[Tensor, "P 3"],
         codes: Float[Tensor, "P code"] | None,
         identities: Tensor,
-    ) -> tuple[Float[Tensor, "P cond"], Tensor]:
-        """Aggregated reference feature f~ per point, and the warper offsets (for the offset loss)."""
+    ) -> tuple[Float[Tensor, "P cond"], Float[Tensor, "P cond"], Tensor]:
+        """Reference conditions per point: f~ for F_aa, the audio-free one for F_ai, and warper offsets.
+
+        f~ depends on the target audio (through the warper and the aggregation), so F_ai gets its own
+        condition built without audio: features at the plain projections, pooled by audio-blind attention.
+        Where f~ is audio-free already (no audio), both fields share it.
+        """
         cond = positions.new_zeros(positions.shape[0], self.config.condition_dim)
+        cond_ai = cond.clone() if self.aggregator_ai is not None else None
         offsets = []
         ref_codes = None
         if self.audio_encoder is not None:
@@ -332,20 +343,23 @@ class AENeRFModel(Model):
             sel = identities == identity
             pts = positions[sel]
             c2w = self.reference_camera_to_worlds[identity]
+            feature_maps = self._reference_features(identity)
             pixels, _ = project_points(pts, c2w, self.reference_intrinsics[identity])
-            ref_dirs = view_directions(pts, c2w)
             pts_codes = codes[sel] if codes is not None else None
             pts_ref_codes = ref_codes[identity] if ref_codes is not None else None  # (L, code), shared
+            plain = sample_reference_features(feature_maps, pixels)
+            feats = plain
             if self.warper is not None:
                 lo, hi = self.scene_box.aabb.to(pts.device)
                 enc = self.warp_position_encoding((pts - lo) / (hi - lo) * 2.0 - 1.0)
-                offset = self.warper(enc, pts_codes, pts_ref_codes, directions[sel], ref_dirs)
-                pixels = pixels + offset
+                offset = self.warper(enc, pts_codes, pts_ref_codes, directions[sel], view_directions(pts, c2w))
                 offsets.append(offset)
-            feats = sample_reference_features(self._reference_features(identity), pixels)
+                feats = sample_reference_features(feature_maps, pixels + offset)
             cond[sel] = self.aggregator(pts_codes, pts_ref_codes, feats)[0]
+            if cond_ai is not None:
+                cond_ai[sel] = self.aggregator_ai(None, None, plain)[0]
         offsets_all = torch.cat(offsets) if offsets else positions.new_zeros(0, 1, 2)
-        return cond, offsets_all
+        return cond, (cond_ai if cond_ai is not None else cond), offsets_all
 
     # ------------------------------------------------------------------ rendering
     def _field_samples(self, fld: AudioConditionedField, pos, dirs, codes, cond) -> dict[str, Tensor]:
@@ -369,11 +383,12 @@ class AENeRFModel(Model):
         sample_codes = None
         if codes is not None:
             sample_codes = codes[:, None].expand(-1, num_samples, -1).reshape(num_rays * num_samples, -1)
-        cond, offsets = None, positions.new_zeros(0, 1, 2)
+        cond = cond_ai = None
+        offsets = positions.new_zeros(0, 1, 2)
         if self.config.use_references:
-            cond, offsets = self._reference_condition(pos_flat, dir_flat, sample_codes, sample_ids)
+            cond, cond_ai, offsets = self._reference_condition(pos_flat, dir_flat, sample_codes, sample_ids)
 
-        def run(fld: AudioConditionedField, rays: Tensor) -> dict[str, Tensor]:
+        def run(fld: AudioConditionedField, rays: Tensor, cond: Tensor | None) -> dict[str, Tensor]:
             """Evaluate a field on the samples of the selected rays and scatter back (zeros elsewhere)."""
             sel = rays[:, None].expand(-1, num_samples).reshape(-1)
             out = self._field_samples(
@@ -391,12 +406,12 @@ class AENeRFModel(Model):
             return full
 
         if self.field_ai is None:
-            single = run(self.field_aa, torch.ones(num_rays, dtype=torch.bool, device=positions.device))
+            single = run(self.field_aa, torch.ones(num_rays, dtype=torch.bool, device=positions.device), cond)
             mask_aa = single["probs"][..., self.region_ids - 1].sum(-1, keepdim=True)
             samples = dict(single, mask_aa=mask_aa, mask_ai=1.0 - mask_aa)
         else:
-            aa = run(self.field_aa, groups != OTHER_ONLY)
-            ai = run(self.field_ai, groups != AUDIO_ONLY)
+            aa = run(self.field_aa, groups != OTHER_ONLY, cond)
+            ai = run(self.field_ai, groups != AUDIO_ONLY, cond_ai)
             mask_aa = aa["probs"][..., self.region_ids - 1].sum(-1, keepdim=True)
             mask_ai = ai["probs"][..., self.other_ids - 1].sum(-1, keepdim=True)
             samples = blend_dual_samples(aa, ai, mask_aa, mask_ai, groups)

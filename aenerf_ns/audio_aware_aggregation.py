@@ -23,7 +23,11 @@ from torch import Tensor, nn
 
 
 class CrossAttentionBlock(nn.Module):
-    """query + MHCA(LN(query), LN(keys), LN(values)), then + FFN(LN(.)). Returns output and weights."""
+    """query + MHCA(LN(query), keys, values), then + FFN(LN(.)). Returns output and weights.
+
+    Keys and values arrive layer-normalised: they are the same tokens for both blocks, so they are
+    normalised once by the caller.
+    """
 
     def __init__(self, dim: int, num_heads: int = 4) -> None:
         super().__init__()
@@ -31,7 +35,6 @@ class CrossAttentionBlock(nn.Module):
             raise ValueError(f"token_dim {dim} is not divisible by {num_heads} heads")
         self.num_heads = num_heads
         self.norm_q = nn.LayerNorm(dim)
-        self.norm_v = nn.LayerNorm(dim)
         self.to_q = nn.Linear(dim, dim, bias=False)
         self.to_k = nn.Linear(dim, dim, bias=False)
         self.to_v = nn.Linear(dim, dim, bias=False)
@@ -47,19 +50,18 @@ class CrossAttentionBlock(nn.Module):
         query: Float[Tensor, "P C"],
         keys: Float[Tensor, "*P L C"],
         values: Float[Tensor, "P L C"],
-        normalize_keys: nn.LayerNorm,
     ) -> tuple[Float[Tensor, "P C"], Float[Tensor, "P heads L"]]:
         """`keys` are either per point (P, L, C) or shared by all points (L, C)."""
         p, num_refs, c = values.shape
         h = self.num_heads
         q = self.to_q(self.norm_q(query)).reshape(p, h, c // h)
-        k = self.to_k(normalize_keys(keys))
+        k = self.to_k(keys)
         if k.dim() == 2:  # shared keys: one matrix product for all points
             logits = torch.einsum("phc,lhc->phl", q, k.reshape(num_refs, h, c // h))
         else:
             logits = torch.einsum("phc,plhc->phl", q, k.reshape(p, num_refs, h, c // h))
         weights = torch.softmax(logits / math.sqrt(c // h), dim=-1)
-        v = self.to_v(self.norm_v(values)).reshape(p, num_refs, h, c // h)
+        v = self.to_v(values).reshape(p, num_refs, h, c // h)
         attended = (weights.permute(0, 2, 1)[..., None] * v).sum(1).reshape(p, c)
         x = query + self.to_out(attended)
         x = x + self.ffn(self.norm_ffn(x))
@@ -76,6 +78,7 @@ class AudioAwareAggregation(nn.Module):
         self.audio_tokens = nn.Linear(audio_dim, token_dim)
         self.audio_norm = nn.LayerNorm(token_dim)  # shared by query and keys: equal audio, equal tokens
         self.feature_tokens = nn.Linear(feature_dim, token_dim)
+        self.feature_norm = nn.LayerNorm(token_dim)
         self.blocks = nn.ModuleList([CrossAttentionBlock(token_dim, num_heads) for _ in range(2)])
         self.head = nn.Sequential(nn.Linear(token_dim, token_dim), nn.ReLU(inplace=True), nn.Linear(token_dim, out_dim))
         self.blocks[0].norm_q = self.audio_norm  # the first query is an audio token too
@@ -91,11 +94,11 @@ class AudioAwareAggregation(nn.Module):
         `reference_audio` is per point (P, L, A) or, as usual, shared by all points (L, A).
         """
         query = self.audio_tokens(audio)
-        keys = self.audio_tokens(reference_audio)
-        values = self.feature_tokens(reference_features)
+        keys = self.audio_norm(self.audio_tokens(reference_audio))
+        values = self.feature_norm(self.feature_tokens(reference_features))
         first_weights = None
         for block in self.blocks:
-            query, weights = block(query, keys, values, self.audio_norm)
+            query, weights = block(query, keys, values)
             first_weights = weights if first_weights is None else first_weights
         return self.head(query), first_weights
 
@@ -116,6 +119,6 @@ class AudioBlindAggregation(nn.Module):
         reference_audio: Tensor | None,
         reference_features: Float[Tensor, "P L C"],
     ) -> tuple[Float[Tensor, "P out"], Float[Tensor, "P heads L"]]:
-        tokens = self.feature_tokens(reference_features)
-        pooled, weights = self.block(tokens.mean(1), tokens, tokens, self.key_norm)
+        tokens = self.key_norm(self.feature_tokens(reference_features))
+        pooled, weights = self.block(tokens.mean(1), tokens, tokens)
         return self.head(pooled), weights

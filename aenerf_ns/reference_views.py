@@ -29,10 +29,12 @@ def select_reference_frames(features: np.ndarray, count: int) -> np.ndarray:
     z = (feats - feats.mean(0)) / scale
     chosen = [int(np.argmin((z**2).sum(1)))]
     dist = ((z - z[chosen[0]]) ** 2).sum(1)
+    dist[chosen[0]] = -np.inf  # never pick a row twice, even when rows repeat (e.g. identical silent frames)
     while len(chosen) < count:
         nxt = int(np.argmax(dist))
         chosen.append(nxt)
         dist = np.minimum(dist, ((z - z[nxt]) ** 2).sum(1))
+        dist[nxt] = -np.inf
     return np.array(chosen)
 
 
@@ -85,6 +87,8 @@ class ReferenceEncoder(nn.Module):
 
     def __init__(self, feature_dim: int = 32, hidden_dim: int = 32) -> None:
         super().__init__()
+        if feature_dim <= 3:
+            raise ValueError("reference feature_dim must exceed 3 (RGB is part of it)")
         self.net = nn.Sequential(
             nn.Conv2d(3, hidden_dim, 3, padding=1),
             nn.ReLU(inplace=True),
@@ -93,8 +97,6 @@ class ReferenceEncoder(nn.Module):
             nn.Conv2d(hidden_dim, feature_dim - 3, 3, padding=1),
         )
         self.out_dim = feature_dim
-        if feature_dim <= 3:
-            raise ValueError("reference feature_dim must exceed 3 (RGB is part of it)")
 
     def forward(self, images: Float[Tensor, "L H W 3"]) -> Float[Tensor, "L C H W"]:
         x = images.permute(0, 3, 1, 2)

@@ -57,7 +57,7 @@ def aenerf_config() -> TrainerConfig:
 
 def aenerf_tiny_config() -> TrainerConfig:
     """Small fields, few samples and rays: trains on a CPU in minutes on the synthetic sample."""
-    max_steps = 2000
+    max_steps = 1500
     config = aenerf_config()
     config.method_name = "aenerf-tiny"
     config.max_num_iterations = max_steps
@@ -69,8 +69,8 @@ def aenerf_tiny_config() -> TrainerConfig:
     config.pipeline.datamanager.train_num_rays_per_batch = 512
     config.pipeline.datamanager.eval_num_rays_per_batch = 512
     config.pipeline.model = AENeRFModelConfig(
-        num_coarse_samples=24,
-        num_importance_samples=24,
+        num_coarse_samples=16,
+        num_importance_samples=16,
         hidden_dim=64,
         num_layers=3,
         num_frequencies=6,

@@ -19,7 +19,7 @@ class SampleArgs:
 
     output: Path = Path("outputs/sample")
     """Folder for the data, the training run and the evaluation."""
-    iterations: int = 2000
+    iterations: int = 1500
     """Training iterations."""
     seconds: float = 10.0
     """Length of the synthetic clip."""

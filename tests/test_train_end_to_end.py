@@ -51,6 +51,19 @@ def test_ns_train_tiny_saves_loads_and_evaluates(sample_dataset, tmp_path):
     strip = np.array(Image.open(tmp_path / "eval" / "heldout_strip.png"))
     assert strip.shape == (2 * 48, 3 * 48, 3)
 
+    # the documented fine-tune command: a new run that starts from this run's checkpoint
+    tuned = tmp_path / "tuned"
+    cmd[cmd.index("--output-dir") + 1] = str(tuned)
+    run = subprocess.run(
+        cmd + ["--pipeline.model.load-base", str(ckpts[0].parent)], capture_output=True, text=True, timeout=900
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert list(tuned.glob("*/aenerf-tiny/*/nerfstudio_models/step-*.ckpt"))
+    missing = subprocess.run(
+        cmd + ["--pipeline.model.load-base", str(tmp_path / "nowhere.ckpt")], capture_output=True, text=True
+    )
+    assert missing.returncode != 0 and "nowhere.ckpt does not exist" in missing.stdout + missing.stderr
+
 
 def test_model_outputs_for_a_viewer_camera_without_audio(sample_dataset):
     """The viewer's cameras carry no audio metadata; rendering must still work and give every output."""

@@ -1,0 +1,163 @@
+"""AE-NeRF as a whole: every ablation trains, rays reach the fields their region group names, F_ai never
+sees audio, and a base model's weights start a fine-tune on a new identity."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from aenerf_ns.audio_aware_aggregation import AudioAwareAggregation, AudioBlindAggregation
+from aenerf_ns.region_sampler import AUDIO_ONLY, OTHER_ONLY, OVERLAP
+
+SMALL = dict(
+    num_coarse_samples=6,
+    num_importance_samples=6,
+    hidden_dim=32,
+    num_layers=2,
+    audio_code_dim=8,
+    reference_feature_dim=8,
+    aggregation_dim=16,
+    condition_dim=8,
+    warper_hidden_dim=16,
+    hash_levels=4,
+    hash_log2_size=10,
+    hash_max_resolution=64,
+)
+
+
+def _pipeline(data: Path, rays: int = 96, **model):
+    from aenerf_ns.method_configs.aenerf_methods import aenerf_tiny_config
+
+    config = aenerf_tiny_config()
+    config.pipeline.datamanager.data = data
+    config.pipeline.datamanager.train_num_rays_per_batch = rays
+    for key, value in {**SMALL, **model}.items():
+        setattr(config.pipeline.model, key, value)
+    torch.manual_seed(0)
+    return config.pipeline.setup(device="cpu", test_mode="val")
+
+
+ABLATIONS = {
+    "full": {},
+    "without_aaa": {"use_aaa": False},
+    "without_dual_fields": {"use_dual_fields": False},
+    "without_warper": {"use_warper": False},
+    "without_aaa_and_audio": {"use_aaa": False, "use_audio": False},
+    "without_references": {"use_references": False},
+    "hashgrid": {"position_encoding": "hashgrid"},
+}
+
+
+@pytest.mark.parametrize("name", list(ABLATIONS))
+def test_every_variant_trains_a_step(sample_dataset, name):
+    pipeline = _pipeline(sample_dataset, **ABLATIONS[name])
+    model = pipeline.model
+    flags = model.config
+    _, losses, metrics = pipeline.get_train_loss_dict(0)
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    total.backward()
+    grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert any(n.startswith("field_aa.") for n in grads)
+    assert (model.field_ai is not None) == flags.use_dual_fields
+    assert ("mask_loss" in losses) and ("offset_loss" in losses) == (flags.use_references and flags.use_warper)
+    if flags.use_references:
+        assert any(n.startswith("reference_encoder.") for n in grads), "reference CNN must learn"
+        assert (model.warper is not None) == flags.use_warper
+        expected = AudioAwareAggregation if flags.use_aaa else AudioBlindAggregation
+        assert isinstance(model.aggregator, expected)
+    assert (model.audio_encoder is not None) == flags.use_audio
+    if flags.use_audio:
+        assert any(n.startswith("audio_encoder.") for n in grads)
+    # the sampler's groups reach the model: about 40% of each region's rays are overlap
+    assert 0.25 < float(metrics["rays_overlap_fraction"]) < 0.55
+
+
+def test_audio_aaa_needs_audio(sample_dataset):
+    with pytest.raises(ValueError, match="use_aaa needs audio"):
+        _pipeline(sample_dataset, use_audio=False)
+
+
+def _count_rows(module: torch.nn.Module, counter: list) -> None:
+    module.register_forward_hook(lambda m, args, out: counter.append(args[0].shape[0]))
+
+
+def test_rays_go_through_the_fields_of_their_group(sample_dataset):
+    pipeline = _pipeline(sample_dataset, rays=200)
+    model = pipeline.model
+    ray_bundle, batch = pipeline.datamanager.next_train(0)
+    groups = ray_bundle.metadata["ray_group"][:, 0]
+    assert torch.equal(groups, batch["ray_group"])
+    region = batch["audio_region"][:, 0]
+    assert region[groups == AUDIO_ONLY].all() and not region[groups == OTHER_ONLY].any()
+    rows_aa, rows_ai = [], []
+    _count_rows(model.field_aa.base, rows_aa)
+    _count_rows(model.field_ai.base, rows_ai)
+    model(ray_bundle)
+    n_aa, n_ai = int((groups != OTHER_ONLY).sum()), int((groups != AUDIO_ONLY).sum())
+    assert len(rows_aa) == len(rows_ai) == 2  # coarse and fine pass
+    assert rows_aa[0] == n_aa * SMALL["num_coarse_samples"] and rows_ai[0] == n_ai * SMALL["num_coarse_samples"]
+    assert rows_aa[1] % n_aa == 0 and rows_aa[1] // n_aa == rows_ai[1] // n_ai > SMALL["num_importance_samples"]
+    # at inference every ray is an overlap ray and goes through both fields
+    model.eval()
+    rows_aa.clear(), rows_ai.clear()
+    outputs = model(ray_bundle)
+    assert (outputs["ray_group"] == OVERLAP).all()
+    assert rows_aa == rows_ai and rows_aa[0] == len(groups) * SMALL["num_coarse_samples"]
+
+
+def test_audio_independent_field_output_is_invariant_to_audio(sample_dataset):
+    pipeline = _pipeline(sample_dataset)
+    model = pipeline.model.eval()
+    ray_bundle, _ = pipeline.datamanager.next_train(0)
+    captured = {"aa": [], "ai": []}
+    model.field_aa.register_forward_hook(lambda m, a, out: captured["aa"].append(out["rgb"].detach().clone()))
+    model.field_ai.register_forward_hook(lambda m, a, out: captured["ai"].append(out["rgb"].detach().clone()))
+    results = []
+    for row in (3, 30):
+        ray_bundle.metadata["audio_index"] = torch.full_like(ray_bundle.metadata["audio_index"], row)
+        captured["aa"].clear(), captured["ai"].clear()
+        with torch.no_grad():
+            model(ray_bundle)
+        results.append({k: v[0] for k, v in captured.items()})  # the coarse pass: same sample positions
+    assert torch.equal(results[0]["ai"], results[1]["ai"])
+    assert (results[0]["aa"] - results[1]["aa"]).abs().max() > 1e-6
+
+
+def _save_checkpoint(pipeline, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"step": 0, "pipeline": pipeline.state_dict()}, path)
+    return path
+
+
+def test_fine_tune_starts_from_the_base_weights_with_its_own_references(tmp_path, sample_dataset):
+    from aenerf_ns.synthetic_dataset import write_synthetic_sample
+
+    write_synthetic_sample(tmp_path / "base", identities=2, seconds=1.2, resolution=48)
+    base = _pipeline(tmp_path / "base")
+    assert base.model.reference_images.shape[0] == 2
+    pipeline_step = base.get_train_loss_dict(0)[1]
+    sum(pipeline_step.values()).backward()
+    ckpt = _save_checkpoint(base, tmp_path / "runs" / "nerfstudio_models" / "step-000000001.ckpt")
+
+    tuned = _pipeline(sample_dataset, load_base=ckpt.parent)
+    for name, value in base.model.state_dict().items():
+        if name.split(".")[0] in (
+            "reference_images",
+            "reference_camera_to_worlds",
+            "reference_audio",
+            "reference_intrinsics",
+            "background_plates",
+            "default_audio",
+        ):
+            continue
+        assert torch.equal(tuned.model.state_dict()[name], value), name
+    assert tuned.model.reference_images.shape[0] == 1  # the new identity's references, not the base's
+    scratch = _pipeline(sample_dataset)
+    assert not torch.equal(scratch.model.reference_images, base.model.reference_images[:1])
+    assert torch.equal(tuned.model.reference_images, scratch.model.reference_images)
+
+    with pytest.raises(ValueError, match="does not match this model's settings"):
+        _pipeline(sample_dataset, load_base=ckpt, hidden_dim=16)
+    with pytest.raises(FileNotFoundError):
+        _pipeline(sample_dataset, load_base=tmp_path / "missing.ckpt")
