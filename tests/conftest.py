@@ -22,6 +22,29 @@ def sample_dataset(tmp_path_factory) -> Path:
     return metas[0].root
 
 
+SMALL_MODEL = dict(
+    num_coarse_samples=6,
+    num_importance_samples=6,
+    hidden_dim=32,
+    num_layers=2,
+    audio_code_dim=8,
+    reference_feature_dim=8,
+    aggregation_dim=16,
+    condition_dim=8,
+    warper_hidden_dim=16,
+    hash_levels=4,
+    hash_log2_size=10,
+    hash_max_resolution=64,
+)
+"""AE-NeRF model settings small enough for a model test to run in a second or two on a CPU."""
+
+
+@pytest.fixture
+def small_model() -> dict:
+    """A fresh copy of `SMALL_MODEL`."""
+    return dict(SMALL_MODEL)
+
+
 @pytest.fixture
 def dataset_copy(sample_dataset, tmp_path) -> Path:
     """A private copy of the sample dataset that a test may damage."""

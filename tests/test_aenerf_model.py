@@ -5,24 +5,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import SMALL_MODEL as SMALL
 
 from aenerf_ns.audio_aware_aggregation import AudioAwareAggregation, AudioBlindAggregation
 from aenerf_ns.region_sampler import AUDIO_ONLY, OTHER_ONLY, OVERLAP
-
-SMALL = dict(
-    num_coarse_samples=6,
-    num_importance_samples=6,
-    hidden_dim=32,
-    num_layers=2,
-    audio_code_dim=8,
-    reference_feature_dim=8,
-    aggregation_dim=16,
-    condition_dim=8,
-    warper_hidden_dim=16,
-    hash_levels=4,
-    hash_log2_size=10,
-    hash_max_resolution=64,
-)
 
 
 def _pipeline(data: Path, rays: int = 96, **model):

@@ -65,7 +65,7 @@ def test_ns_train_tiny_saves_loads_and_evaluates(sample_dataset, tmp_path):
     assert missing.returncode != 0 and "nowhere.ckpt does not exist" in missing.stdout + missing.stderr
 
 
-def test_model_outputs_for_a_viewer_camera_without_audio(sample_dataset):
+def test_model_outputs_for_a_viewer_camera_without_audio(sample_dataset, small_model):
     """The viewer's cameras carry no audio metadata; rendering must still work and give every output."""
     import torch
 
@@ -73,17 +73,9 @@ def test_model_outputs_for_a_viewer_camera_without_audio(sample_dataset):
     from aenerf_ns.dataparsers.talking_head_dataparser import TalkingHeadDataParserConfig
 
     outputs = TalkingHeadDataParserConfig(data=sample_dataset).setup().get_dataparser_outputs("train")
-    model = AENeRFModelConfig(
-        num_coarse_samples=8,
-        num_importance_samples=8,
-        hidden_dim=32,
-        num_layers=2,
-        audio_code_dim=8,
-        reference_feature_dim=8,
-        aggregation_dim=16,
-        condition_dim=8,
-        warper_hidden_dim=16,
-    ).setup(scene_box=outputs.scene_box, num_train_data=len(outputs.image_filenames), metadata=outputs.metadata)
+    model = AENeRFModelConfig(**small_model).setup(
+        scene_box=outputs.scene_box, num_train_data=len(outputs.image_filenames), metadata=outputs.metadata
+    )
     camera = outputs.cameras[0:1]
     camera.metadata = None
     with torch.no_grad():
