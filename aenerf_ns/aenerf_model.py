@@ -310,6 +310,13 @@ class AENeRFModel(Model):
         return self._encode_windows(windows)[inverse]
 
     # ------------------------------------------------------------------ references
+    def reference_audio_codes(self) -> Float[Tensor, "I L code"] | None:
+        """Smoothed audio codes of every identity's reference frames."""
+        if self.audio_encoder is None:
+            return None
+        ids, refs, k, flat = self.reference_audio.shape
+        return self._encode_windows(self.reference_audio.reshape(ids * refs, k, flat)).reshape(ids, refs, -1)
+
     def _reference_features(self, identity: int) -> Float[Tensor, "L C H W"]:
         if not self.training and identity in self._feature_cache:
             return self._feature_cache[identity]
@@ -324,6 +331,7 @@ class AENeRFModel(Model):
         positions: Float[Tensor, "P 3"],
         directions: Float[Tensor, "P 3"],
         codes: Float[Tensor, "P code"] | None,
+        ref_codes: Float[Tensor, "I L code"] | None,
         identities: Tensor,
     ) -> tuple[Float[Tensor, "P cond"], Float[Tensor, "P cond"], Tensor]:
         """Reference conditions per point: f~ for F_aa, the audio-free one for F_ai, and warper offsets.
@@ -335,10 +343,6 @@ class AENeRFModel(Model):
         cond = positions.new_zeros(positions.shape[0], self.config.condition_dim)
         cond_ai = cond.clone() if self.aggregator_ai is not None else None
         offsets = []
-        ref_codes = None
-        if self.audio_encoder is not None:
-            ids, refs, k, flat = self.reference_audio.shape
-            ref_codes = self._encode_windows(self.reference_audio.reshape(ids * refs, k, flat)).reshape(ids, refs, -1)
         for identity in torch.unique(identities).tolist():
             sel = identities == identity
             pts = positions[sel]
@@ -371,6 +375,7 @@ class AENeRFModel(Model):
         self,
         ray_samples: RaySamples,
         codes: Tensor | None,
+        ref_codes: Tensor | None,
         identities: Tensor,
         groups: Tensor,
     ) -> dict[str, Tensor]:
@@ -386,7 +391,7 @@ class AENeRFModel(Model):
         cond = cond_ai = None
         offsets = positions.new_zeros(0, 1, 2)
         if self.config.use_references:
-            cond, cond_ai, offsets = self._reference_condition(pos_flat, dir_flat, sample_codes, sample_ids)
+            cond, cond_ai, offsets = self._reference_condition(pos_flat, dir_flat, sample_codes, ref_codes, sample_ids)
 
         def run(fld: AudioConditionedField, rays: Tensor, cond: Tensor | None) -> dict[str, Tensor]:
             """Evaluate a field on the samples of the selected rays and scatter back (zeros elsewhere)."""
@@ -444,10 +449,11 @@ class AENeRFModel(Model):
         if "ray_group" in metadata and self.training:
             groups = metadata["ray_group"].reshape(-1).long()
         codes = self.audio_codes(ray_bundle)
+        ref_codes = self.reference_audio_codes() if self.config.use_references else None  # once for both passes
         samples_coarse = self.sampler_uniform(ray_bundle)
-        coarse = self._render(samples_coarse, codes, identities, groups)
+        coarse = self._render(samples_coarse, codes, ref_codes, identities, groups)
         samples_fine = self.sampler_pdf(ray_bundle, samples_coarse, coarse["weights"])
-        fine = self._render(samples_fine, codes, identities, groups)
+        fine = self._render(samples_fine, codes, ref_codes, identities, groups)
         probs = fine["parsing_probs"]
         outputs = {
             "rgb": fine["rgb"],

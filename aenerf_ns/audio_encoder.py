@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
@@ -40,11 +39,3 @@ class AudioEncoder(nn.Module):
         x = audio.reshape(-1, self.window, self.feature_dim).transpose(1, 2)
         code = self.head(self.convs(x).flatten(1))
         return code.reshape(*batch_shape, self.code_dim)
-
-
-def unique_rows_encode(encoder: AudioEncoder, audio: Float[Tensor, "rays flat"]) -> Float[Tensor, "rays code"]:
-    """Encode per-ray audio, running the encoder once per distinct frame (rays of a frame share audio)."""
-    if audio.shape[0] == 0:
-        return audio.new_zeros(0, encoder.code_dim)
-    uniq, inverse = torch.unique(audio, dim=0, return_inverse=True)
-    return encoder(uniq)[inverse]

@@ -7,6 +7,7 @@ import pytest
 import torch
 from conftest import SMALL_MODEL as SMALL
 
+from aenerf_ns.aenerf_model import IDENTITY_BUFFERS
 from aenerf_ns.audio_aware_aggregation import AudioAwareAggregation, AudioBlindAggregation
 from aenerf_ns.region_sampler import AUDIO_ONLY, OTHER_ONLY, OVERLAP
 
@@ -128,14 +129,7 @@ def test_fine_tune_starts_from_the_base_weights_with_its_own_references(tmp_path
 
     tuned = _pipeline(sample_dataset, load_base=ckpt.parent)
     for name, value in base.model.state_dict().items():
-        if name.split(".")[0] in (
-            "reference_images",
-            "reference_camera_to_worlds",
-            "reference_audio",
-            "reference_intrinsics",
-            "background_plates",
-            "default_audio",
-        ):
+        if name.split(".")[0] in IDENTITY_BUFFERS:
             continue
         assert torch.equal(tuned.model.state_dict()[name], value), name
     assert tuned.model.reference_images.shape[0] == 1  # the new identity's references, not the base's
