@@ -44,6 +44,7 @@ from aenerf_ns.mask_blend import blend_dual_samples
 from aenerf_ns.parsing_labels import AUDIO_REGION_LABELS, LABEL_COLORS, LABEL_NAMES
 from aenerf_ns.reference_views import ReferenceEncoder, project_points, sample_reference_features, view_directions
 from aenerf_ns.region_sampler import AUDIO_ONLY, OTHER_ONLY, OVERLAP
+from aenerf_ns.viewer_audio import ViewerAudio
 from aenerf_ns.warper import Warper, offset_length_loss
 
 IDENTITY_BUFFERS = (
@@ -153,6 +154,11 @@ class AENeRFModel(Model):
             default_audio = table.mean(0)
         self.register_buffer("default_audio", default_audio.float().clone())
         self.audio_encoder = AudioEncoder(window, feature_dim, audio_dim) if audio_dim else None
+        self._viewer_audio = None
+        if audio_dim:  # live-viewer controls: which audio frame (or file) drives the render
+            self._viewer_audio = ViewerAudio(self, metadata.get("audio_feature_config"), metadata.get("fps") or 25.0)
+            for name, element in self._viewer_audio.elements().items():
+                setattr(self, name, element)
         self.audio_smoother = (
             AudioSmoother(audio_dim, cfg.audio_smoothing_radius) if audio_dim and cfg.audio_smoothing_radius else None
         )
@@ -301,8 +307,10 @@ class AENeRFModel(Model):
             return None
         metadata = ray_bundle.metadata or {}
         n = ray_bundle.origins.shape[0]
-        if "audio_index" not in metadata:  # e.g. a viewer camera: drive with the clip's average audio
-            windows = self.default_audio[None, None].expand(1, 2 * self._radius() + 1, -1)
+        if "audio_index" not in metadata:  # a viewer camera: the frame chosen in the GUI, else the clip average
+            windows = self._viewer_audio.windows(self._radius()) if self._viewer_audio is not None else None
+            if windows is None:
+                windows = self.default_audio[None, None].expand(1, 2 * self._radius() + 1, -1)
             return self._encode_windows(windows).expand(n, -1)
         rows = metadata["audio_index"].reshape(-1).round().long().clamp(0, self.audio_table.shape[0] - 1)
         uniq, inverse = torch.unique(rows, return_inverse=True)

@@ -23,7 +23,7 @@ import numpy as np
 from jaxtyping import Float
 
 from aenerf_ns.atomic_io import atomic_save_npy
-from aenerf_ns.audio_io import AudioError, LoadedAudio, load_audio
+from aenerf_ns.audio_io import AudioError, LoadedAudio, check_not_silent, load_audio
 
 EncoderName = Literal["logmel", "wav2vec2", "hubert"]
 
@@ -176,8 +176,7 @@ def compute_audio_features(
             f"audio {audio_path} is {audio.duration_s:.2f} s long but the video has {num_frames} frames "
             f"({num_frames / fps:.2f} s at {fps:g} fps): the audio must cover the whole video"
         )
-    if np.max(np.abs(audio.samples)) < 1e-4:
-        raise AudioError(f"audio {audio_path} is silent (peak amplitude below 1e-4): there is no speech to follow")
+    check_not_silent(audio)
 
     cache_path = None
     if cache_dir is not None and config.cache and model is None:

@@ -97,6 +97,18 @@ def load_audio(path: Path | str, target_sample_rate: int = TARGET_SAMPLE_RATE) -
     return LoadedAudio(mono, target_sample_rate, rate, int(data.shape[1]), path)
 
 
+SILENCE_PEAK = 1e-4
+"""Audio whose peak amplitude stays below this holds no speech to follow."""
+
+
+def check_not_silent(audio: LoadedAudio) -> None:
+    """Raise AudioError when the audio is silence only."""
+    if np.max(np.abs(audio.samples)) < SILENCE_PEAK:
+        raise AudioError(
+            f"audio {audio.path} is silent (peak amplitude below {SILENCE_PEAK:g}): there is no speech to follow"
+        )
+
+
 def write_wav(path: Path | str, samples: np.ndarray, sample_rate: int) -> None:
     """Write 16-bit PCM wav atomically."""
     import io

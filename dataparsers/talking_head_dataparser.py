@@ -219,6 +219,7 @@ class TalkingHeadDataParser(DataParser):
             "frame_indices": torch.from_numpy(np.concatenate(frame_indices)),
             "mouth_open": None if any(m is None for m in mouth) else torch.tensor(mouth, dtype=torch.float32),
             "fps": first.fps,
+            "audio_feature_config": self.config.audio,
             "identity": first.identity,
             "audio_path": first.audio_path,
             "image_size": (first.height, first.width),

@@ -19,6 +19,8 @@ from aenerf_ns.aenerf_model import AENeRFModelConfig
 from aenerf_ns.talking_head_datamanager import TalkingHeadDataManagerConfig
 
 DEVICE_TYPE = "cuda" if torch.cuda.is_available() else "cpu"
+VIEWER_HOST = "127.0.0.1"
+"""The viewer serves this machine only; `--viewer.websocket-host 0.0.0.0` opts in to all interfaces."""
 
 
 def _optimizers(max_steps: int, lr: float = 5e-4) -> dict:
@@ -50,7 +52,7 @@ def aenerf_config() -> TrainerConfig:
             model=AENeRFModelConfig(eval_num_rays_per_chunk=4096),
         ),
         optimizers=_optimizers(max_steps),
-        viewer=ViewerConfig(num_rays_per_chunk=4096),
+        viewer=ViewerConfig(num_rays_per_chunk=4096, websocket_host=VIEWER_HOST),
         vis="viewer",
     )
 

@@ -51,3 +51,48 @@ def dataset_copy(sample_dataset, tmp_path) -> Path:
     dst = tmp_path / "copy"
     shutil.copytree(sample_dataset, dst, ignore=shutil.ignore_patterns("cache"))
     return dst
+
+
+@pytest.fixture(scope="session")
+def tiny_run(sample_dataset, tmp_path_factory) -> Path:
+    """config.yml of a 2-iteration `ns-train aenerf-tiny` run with small fields on the sample dataset."""
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    bin_dir = Path(sys.executable).parent
+    cmd = [
+        str(bin_dir / "ns-train"),
+        "aenerf-tiny",
+        "--data",
+        str(sample_dataset),
+        "--output-dir",
+        str(root / "runs"),
+        "--max-num-iterations",
+        "2",
+        "--machine.device-type",
+        "cpu",
+        "--vis",
+        "tensorboard",
+        "--pipeline.datamanager.train-num-rays-per-batch",
+        "64",
+    ]
+    for key, value in SMALL_MODEL.items():
+        if not key.startswith("hash_"):
+            cmd += [f"--pipeline.model.{key.replace('_', '-')}", str(value)]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=root)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    (config,) = root.glob("runs/*/aenerf-tiny/*/config.yml")
+    return config
+
+
+@pytest.fixture(scope="session")
+def speech_wav(tmp_path_factory) -> Path:
+    """13 s of synthetic speech (16 kHz mono wav) that no dataset was made from."""
+    from aenerf_ns.audio_io import write_wav
+    from aenerf_ns.synthetic_speech import synthesize_speech
+
+    track = synthesize_speech(13.0, seed=1234)
+    path = tmp_path_factory.mktemp("speech") / "new_speech.wav"
+    write_wav(path, track.audio, track.sample_rate)
+    return path

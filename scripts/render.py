@@ -1,0 +1,181 @@
+"""`aenerf-render`: a trained talking head speaking a new audio track, as an mp4 with the audio muxed in.
+
+    aenerf-render --load-config outputs/.../config.yml --audio speech.wav --output-path renders/out.mp4
+
+One frame is rendered per audio-feature frame (the training frame rate), so video and audio last equally
+long. Frames go to a hidden folder beside the output first and the mp4 appears under its final name only
+when complete; rerunning the same command after an interruption keeps the frames already rendered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import tyro
+
+
+@dataclass
+class RenderArgs:
+    """Render a trained aenerf / ssp-nerf run speaking new audio, as an mp4 with sound."""
+
+    load_config: Path
+    """config.yml of the training run."""
+    audio: Path
+    """Speech to drive the head with: wav, flac, mp3, m4a, or a video's audio track."""
+    output_path: Path = Path("renders/output.mp4")
+    """mp4 to write (h264 video + aac audio)."""
+    pose_source: Literal["pingpong", "loop", "fixed", "camera-path"] = "pingpong"
+    """Head poses: the training frames' poses forward and back, looped, one fixed pose, or a camera path."""
+    fixed_frame: int = 0
+    """Training frame whose pose --pose-source fixed holds."""
+    camera_path_filename: Path | None = None
+    """nerfstudio camera-path JSON (from the viewer) for --pose-source camera-path; looped to the audio length."""
+    identity: int = 0
+    """Identity to render when the run was trained on several (index in the run's dataset order)."""
+    downscale_factor: float = 1.0
+    """Divide the output width and height by this."""
+    background: str = "training"
+    """'training' (the identity's background plate), white, black, green, or #rrggbb."""
+    watermark: bool = False
+    """Burn a visible 'AI-generated' label into every frame (the mp4 metadata says so either way)."""
+    max_seconds: float = 600.0
+    """Longest audio accepted; split longer speech into parts or raise this limit."""
+    load_step: int | None = None
+    """Checkpoint step to load (default: the newest)."""
+    data: Path | None = None
+    """Dataset folder of the run, when it is no longer where config.yml says."""
+    eval_num_rays_per_chunk: int | None = None
+    """Rays per forward pass (lower it if rendering runs out of memory)."""
+    keep_frames: bool = False
+    """Keep the rendered PNG frames after the mp4 is written."""
+
+
+class RenderInputError(ValueError):
+    """The render's inputs cannot be used; the message says which and why."""
+
+
+def _frames_key(args: RenderArgs, ckpt: Path, num_frames: int) -> str:
+    h = hashlib.sha256(Path(args.audio).read_bytes())
+    settings = {k: str(v) for k, v in vars(args).items() if k not in ("output_path", "keep_frames", "max_seconds")}
+    settings.update(checkpoint=str(Path(ckpt).resolve()), mtime=Path(ckpt).stat().st_mtime_ns, frames=num_frames)
+    h.update(json.dumps(settings, sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def main(args: RenderArgs) -> Path:
+    import torch
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from aenerf_ns.audio_features import compute_audio_features, num_video_frames
+    from aenerf_ns.audio_io import check_not_silent, load_audio
+    from aenerf_ns.audio_render import parse_background, pose_schedule, render_cameras, render_frames
+    from aenerf_ns.checkpoints import load_trained_pipeline
+    from aenerf_ns.video_io import PROVENANCE_KEY, encode_frames_with_audio
+
+    console = Console()
+    background = parse_background(args.background)
+    if args.downscale_factor <= 0:
+        raise RenderInputError(f"--downscale-factor must be positive, got {args.downscale_factor}")
+    if args.pose_source == "camera-path":
+        if args.camera_path_filename is None:
+            raise RenderInputError("--pose-source camera-path needs --camera-path-filename")
+        if not args.camera_path_filename.is_file():
+            raise RenderInputError(f"camera path {args.camera_path_filename} does not exist")
+    audio = load_audio(args.audio)  # readable, non-empty, finite, not silent: checked before the model loads
+    check_not_silent(audio)
+    if audio.duration_s > args.max_seconds:
+        raise RenderInputError(
+            f"{args.audio} is {audio.duration_s:.0f} s long, over the {args.max_seconds:.0f} s limit: split it, "
+            "or raise --max-seconds (memory grows with the length)"
+        )
+
+    config, pipeline, ckpt, step = load_trained_pipeline(
+        args.load_config,
+        test_mode="inference",
+        load_step=args.load_step,
+        data=args.data,
+        require_audio_driven=True,
+        eval_num_rays_per_chunk=args.eval_num_rays_per_chunk,
+    )
+    model = pipeline.model
+    outputs = pipeline.datamanager.train_dataparser_outputs
+    fps = float(outputs.metadata["fps"])
+    num_frames = num_video_frames(audio, fps)
+    if num_frames < 1:
+        raise RenderInputError(f"{args.audio} lasts {audio.duration_s:.3f} s: shorter than one frame at {fps:g} fps")
+    features = compute_audio_features(
+        args.audio, fps, num_frames, config.pipeline.datamanager.dataparser.audio, cache_dir=None
+    )
+    model.set_audio_track(torch.from_numpy(features))
+
+    identities = outputs.metadata.get("identities") or ["identity"]
+    if not 0 <= args.identity < len(identities):
+        raise RenderInputError(f"--identity {args.identity} is outside 0..{len(identities) - 1} ({identities})")
+    if args.pose_source == "camera-path":
+        from nerfstudio.cameras.camera_paths import get_path_from_json
+
+        try:
+            poses = get_path_from_json(json.loads(args.camera_path_filename.read_text()))
+        except (json.JSONDecodeError, KeyError, ValueError) as exc:
+            raise RenderInputError(f"{args.camera_path_filename} is not a nerfstudio camera path: {exc}") from exc
+        schedule = pose_schedule(num_frames, len(poses), "loop")
+    else:
+        cameras = outputs.cameras
+        own = (cameras.metadata["identity"].reshape(-1).round().long() == args.identity).nonzero().reshape(-1)
+        poses = cameras[own]
+        schedule = pose_schedule(num_frames, len(poses), args.pose_source, args.fixed_frame)
+    frame_cameras = render_cameras(poses, schedule, args.identity, 1.0 / args.downscale_factor)
+
+    output = Path(args.output_path)
+    frames_dir = output.parent / f".{output.stem}.frames-{_frames_key(args, ckpt, num_frames)}"
+    done = len(list(frames_dir.glob("*.png"))) if frames_dir.is_dir() else 0
+    if done:
+        console.print(f"resuming: {done} of {num_frames} frames already rendered in {frames_dir}")
+    columns = (TextColumn("rendering"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("render", total=num_frames)
+        render_frames(
+            model,
+            frame_cameras,
+            frames_dir,
+            background,
+            args.watermark,
+            on_frame=lambda t: progress.update(task, completed=t + 1),
+        )
+    from importlib.metadata import version
+
+    metadata = {
+        PROVENANCE_KEY: "true",
+        "comment": (
+            f"AI-generated talking head: synthesized by aenerf_ns {version('aenerf_ns')} "
+            f"({config.method_name}, step {step}) driven by {Path(args.audio).name}"
+        ),
+        "encoder_software": f"aenerf_ns {version('aenerf_ns')}",
+    }
+    encode_frames_with_audio(str(frames_dir / "%06d.png"), fps, num_frames, args.audio, output, metadata)
+    if not args.keep_frames:
+        shutil.rmtree(frames_dir, ignore_errors=True)
+    console.print(f"wrote {output} ({num_frames} frames, {num_frames / fps:.2f} s at {fps:g} fps, with audio)")
+    return output
+
+
+def entrypoint() -> None:
+    from aenerf_ns.audio_io import AudioError
+    from aenerf_ns.checkpoints import CheckpointError
+    from aenerf_ns.video_io import VideoEncodeError
+
+    args = tyro.cli(RenderArgs)
+    try:
+        main(args)
+    except (RenderInputError, AudioError, CheckpointError, VideoEncodeError, ValueError) as exc:
+        raise SystemExit(f"aenerf-render: error: {exc}") from None
+
+
+if __name__ == "__main__":
+    entrypoint()
