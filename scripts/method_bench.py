@@ -8,7 +8,10 @@ Prints three results (and writes them to `results.json` in the output folder):
 2. Few-shot: a base model pretrained on several identities is fine-tuned on a new identity's short clip;
    a model of the same settings trains on that clip from scratch. Both score held-out PSNR every
    `eval_every` steps; printed are the steps each needs to reach the scratch model's final PSNR.
-3. Speed: training milliseconds per iteration of every run.
+3. Fields: the positional-encoding MLP and the hash-grid option train the full model on the same clip;
+   held-out PSNR is recorded against training seconds, and printed is the PSNR each reaches within the
+   same wall-clock budget (quality per minute).
+4. Speed: training milliseconds per iteration of every run.
 """
 
 from __future__ import annotations
@@ -48,8 +51,10 @@ class MethodBenchArgs:
     """Field option the runs use."""
     eval_frames: int = 25
     """Held-out frames scored in the audio comparison."""
+    field_steps: int = 800
+    """Steps of each run in the field comparison (positional vs hash grid)."""
     skip: tuple[str, ...] = ()
-    """Parts to skip: 'audio', 'fewshot'."""
+    """Parts to skip: 'audio', 'fewshot', 'fields'."""
 
 
 def _config(data: Path, args: MethodBenchArgs, train_fraction: float = 0.5, **model):
@@ -99,14 +104,14 @@ def train(config, steps: int, label: str, eval_every: int = 0, checkpoint: Path 
         group["scheduler"].max_steps = steps
     pipeline = config.pipeline.setup(device="cpu" if not torch.cuda.is_available() else "cuda", test_mode="val")
     optimizers = Optimizers(config.optimizers, pipeline.get_param_groups())
-    curve = []
+    curve = []  # (step, held-out PSNR, training seconds so far)
     train_seconds = 0.0
     columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, transient=True) as progress:
         task = progress.add_task(label, total=steps)
         for step in range(steps):
             if eval_every and step % eval_every == 0:
-                curve.append((step, heldout_psnr(pipeline)))
+                curve.append((step, heldout_psnr(pipeline), train_seconds))
             start = time.perf_counter()
             pipeline.train()
             _, loss_dict, _ = pipeline.get_train_loss_dict(step)
@@ -118,7 +123,7 @@ def train(config, steps: int, label: str, eval_every: int = 0, checkpoint: Path 
             train_seconds += time.perf_counter() - start
             progress.advance(task)
     if eval_every:
-        curve.append((steps, heldout_psnr(pipeline)))
+        curve.append((steps, heldout_psnr(pipeline), train_seconds))
     if checkpoint is not None:
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
         tmp = checkpoint.with_suffix(".tmp")
@@ -127,12 +132,17 @@ def train(config, steps: int, label: str, eval_every: int = 0, checkpoint: Path 
     return pipeline, 1000.0 * train_seconds / max(steps, 1), curve
 
 
-def steps_to_reach(curve: list[tuple[int, float]], target: float) -> int | None:
+def steps_to_reach(curve: list[tuple[int, float, float]], target: float) -> int | None:
     """First evaluated step whose held-out PSNR is at least `target`."""
-    for step, value in curve:
+    for step, value, _ in curve:
         if value >= target:
             return step
     return None
+
+
+def psnr_within(curve: list[tuple[int, float, float]], seconds: float) -> float:
+    """Best held-out PSNR measured within `seconds` of training time."""
+    return max(value for _, value, spent in curve if spent <= seconds + 1e-9)
 
 
 def main(args: MethodBenchArgs) -> dict:
@@ -214,12 +224,32 @@ def main(args: MethodBenchArgs) -> dict:
         table.add_column("step", justify="right")
         table.add_column("fine-tuned from base", justify="right")
         table.add_column("from scratch", justify="right")
-        for (step, ft), (_, sc) in zip(ft_curve, sc_curve):
+        for (step, ft, _), (_, sc, _) in zip(ft_curve, sc_curve):
             table.add_row(str(step), f"{ft:.2f}", f"{sc:.2f}")
         console.print(table)
         console.print(
             f"steps to reach {target:.2f} dB (the scratch run's final PSNR): fine-tuned {ft_steps}, scratch {sc_steps}"
         )
+
+    if "fields" not in args.skip:
+        target = data / "synth00"
+        curves, speeds = {}, {}
+        for option in ("positional", "hashgrid"):
+            config = _config(target, args)
+            config.pipeline.model.position_encoding = option
+            _, speeds[option], curves[option] = train(config, args.field_steps, f"fields: {option}", args.eval_every)
+        budget = min(curve[-1][2] for curve in curves.values())
+        reached = {option: psnr_within(curve, budget) for option, curve in curves.items()}
+        results["fields"] = {"budget_seconds": budget, "psnr_within_budget": reached, "ms_per_step": speeds}
+        results["fields"]["curves"] = curves
+        table = Table(title=f"Field options, full model: held-out PSNR within {budget:.0f} s of training")
+        for col in ("field", "ms/step", f"PSNR within {budget:.0f} s", f"PSNR after {args.field_steps} steps"):
+            table.add_column(col, justify="right")
+        for option in curves:
+            row = (option, f"{speeds[option]:.0f}", f"{reached[option]:.2f}", f"{curves[option][-1][1]:.2f}")
+            table.add_row(*row)
+        console.print(table)
+        console.print(f"better quality per minute here: [bold]{max(reached, key=reached.get)}[/bold]")
 
     atomic_write_bytes(args.output / "results.json", json.dumps(results, indent=2).encode())
     console.print(f"results: {args.output / 'results.json'}")

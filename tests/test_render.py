@@ -185,3 +185,56 @@ class TestBadInput:
         assert run.returncode != 0
         assert "aenerf-render: error: audio file" in run.stderr and "does not exist" in run.stderr
         assert "Traceback" not in run.stderr
+
+
+def test_m4a_and_mp3_speech_decode_like_the_wav(speech_wav, tmp_path):
+    """Compressed speech (m4a decodes through PyAV) matches the wav it was made from."""
+    from aenerf_ns.audio_io import load_audio
+    from aenerf_ns.video_io import ffmpeg_executable
+
+    reference = load_audio(speech_wav)
+    for suffix, codec in ((".m4a", "aac"), (".mp3", "libmp3lame")):
+        path = tmp_path / f"speech{suffix}"
+        cmd = [ffmpeg_executable(), "-y", "-loglevel", "error", "-i", str(speech_wav), "-ac", "2", "-ar", "44100"]
+        subprocess.run(cmd + ["-c:a", codec, "-b:a", "128k", str(path)], check=True)
+        decoded = load_audio(path)
+        assert (decoded.source_sample_rate, decoded.source_channels) == (44100, 2)
+        assert decoded.duration_s == pytest.approx(reference.duration_s, abs=0.08)
+        # encoders add a little leading delay: compare at the best alignment within 50 ms
+        n = len(reference.samples) - 1600
+        best = max(np.corrcoef(reference.samples[:n], decoded.samples[lag : lag + n])[0, 1] for lag in range(0, 800, 8))
+        assert best > 0.95, (suffix, best)
+
+
+@pytest.mark.slow
+def test_render_along_a_viewer_camera_path(tiny_run, tmp_path):
+    """--pose-source camera-path follows a nerfstudio camera-path JSON, looped to the audio's length."""
+    import json
+
+    from aenerf_ns.audio_io import write_wav
+    from aenerf_ns.scripts.render import main
+    from aenerf_ns.synthetic_speech import synthesize_speech
+    from aenerf_ns.video_io import probe_media
+
+    speech = synthesize_speech(1.0, seed=5)
+    audio = tmp_path / "one_second.wav"
+    write_wav(audio, speech.audio, speech.sample_rate)
+    poses = []
+    for angle in np.linspace(-0.3, 0.3, 4):
+        c, s = np.cos(angle), np.sin(angle)
+        c2w = np.array([[c, 0, s, 6 * s], [0, 1, 0, 0], [-s, 0, c, 6 * c], [0, 0, 0, 1]])
+        poses.append({"camera_to_world": c2w.reshape(-1).tolist(), "fov": 25.0, "aspect": 1.0})
+    path = tmp_path / "path.json"
+    path.write_text(
+        json.dumps({"camera_type": "perspective", "render_height": 32, "render_width": 32, "camera_path": poses})
+    )
+    args = _render_args(tiny_run, audio, tmp_path / "path.mp4", pose_source="camera-path", camera_path_filename=path)
+    info = probe_media(main(args))
+    assert info.num_frames == 25 and (info.width, info.height) == (8, 8)
+    assert info.audio_codec == "aac"
+
+    args.camera_path_filename = tmp_path / "missing.json"
+    from aenerf_ns.scripts.render import RenderInputError
+
+    with pytest.raises(RenderInputError, match="missing.json does not exist"):
+        main(args)
