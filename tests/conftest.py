@@ -53,33 +53,35 @@ def dataset_copy(sample_dataset, tmp_path) -> Path:
     return dst
 
 
+def ns_train_command(
+    data: Path, output_dir: Path, iterations: int, vis: str = "tensorboard", small: bool = False
+) -> list[str]:
+    """`ns-train aenerf-tiny` on CPU with 64 rays per batch; `small` adds the SMALL_MODEL field sizes."""
+    import sys
+
+    cmd = [str(Path(sys.executable).parent / "ns-train"), "aenerf-tiny", "--data", str(data)]
+    cmd += ["--output-dir", str(output_dir), "--max-num-iterations", str(iterations)]
+    cmd += ["--machine.device-type", "cpu", "--vis", vis, "--pipeline.datamanager.train-num-rays-per-batch", "64"]
+    if small:
+        for key, value in SMALL_MODEL.items():
+            if not key.startswith("hash_"):
+                cmd += [f"--pipeline.model.{key.replace('_', '-')}", str(value)]
+    return cmd
+
+
+@pytest.fixture
+def ns_train():
+    """`ns_train_command`, for tests that start their own training runs."""
+    return ns_train_command
+
+
 @pytest.fixture(scope="session")
 def tiny_run(sample_dataset, tmp_path_factory) -> Path:
     """config.yml of a 2-iteration `ns-train aenerf-tiny` run with small fields on the sample dataset."""
     import subprocess
-    import sys
 
     root = tmp_path_factory.mktemp("tiny_run")
-    bin_dir = Path(sys.executable).parent
-    cmd = [
-        str(bin_dir / "ns-train"),
-        "aenerf-tiny",
-        "--data",
-        str(sample_dataset),
-        "--output-dir",
-        str(root / "runs"),
-        "--max-num-iterations",
-        "2",
-        "--machine.device-type",
-        "cpu",
-        "--vis",
-        "tensorboard",
-        "--pipeline.datamanager.train-num-rays-per-batch",
-        "64",
-    ]
-    for key, value in SMALL_MODEL.items():
-        if not key.startswith("hash_"):
-            cmd += [f"--pipeline.model.{key.replace('_', '-')}", str(value)]
+    cmd = ns_train_command(sample_dataset, root / "runs", iterations=2, small=True)
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=root)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     (config,) = root.glob("runs/*/aenerf-tiny/*/config.yml")

@@ -2,35 +2,16 @@
 
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-VENV_BIN = Path(sys.executable).parent
-
 
 @pytest.mark.slow
-def test_ns_train_tiny_saves_loads_and_evaluates(sample_dataset, tmp_path):
+def test_ns_train_tiny_saves_loads_and_evaluates(sample_dataset, ns_train, tmp_path):
     out = tmp_path / "runs"
-    cmd = [
-        str(VENV_BIN / "ns-train"),
-        "aenerf-tiny",
-        "--data",
-        str(sample_dataset),
-        "--output-dir",
-        str(out),
-        "--max-num-iterations",
-        "2",
-        "--machine.device-type",
-        "cpu",
-        "--vis",
-        "tensorboard",
-        "--pipeline.datamanager.train-num-rays-per-batch",
-        "64",
-    ]
+    cmd = ns_train(sample_dataset, out, iterations=2)
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     configs = list(out.glob("*/aenerf-tiny/*/config.yml"))

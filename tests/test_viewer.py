@@ -3,16 +3,12 @@
 import shutil
 import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-
-VENV_BIN = Path(sys.executable).parent
 
 
 @pytest.fixture
@@ -116,28 +112,10 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shuti
 
 @pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
-def test_live_viewer_shows_a_rendered_frame_in_a_real_browser(sample_dataset, small_model, tmp_path):
+def test_live_viewer_shows_a_rendered_frame_in_a_real_browser(sample_dataset, ns_train, tmp_path):
     port = _free_port()
-    cmd = [
-        str(VENV_BIN / "ns-train"),
-        "aenerf-tiny",
-        "--data",
-        str(sample_dataset),
-        "--output-dir",
-        str(tmp_path / "runs"),
-        "--max-num-iterations",
-        "100000",
-        "--machine.device-type",
-        "cpu",
-        "--vis",
-        "viewer",
-        "--viewer.websocket-port",
-        str(port),
-        "--pipeline.datamanager.train-num-rays-per-batch",
-        "64",
-    ]
-    for key in ("num_coarse_samples", "num_importance_samples", "hidden_dim"):
-        cmd += [f"--pipeline.model.{key.replace('_', '-')}", str(small_model[key])]
+    cmd = ns_train(sample_dataset, tmp_path / "runs", iterations=100000, vis="viewer", small=True)
+    cmd += ["--viewer.websocket-port", str(port)]
     log = open(tmp_path / "train.log", "w")
     train = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
     try:
