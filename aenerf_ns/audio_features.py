@@ -151,6 +151,7 @@ def compute_audio_features(
     config: AudioFeatureConfig | None = None,
     cache_dir: Path | None = None,
     model=None,
+    audio: LoadedAudio | None = None,
 ) -> Float[np.ndarray, "num_frames window dim"]:
     """Per-video-frame audio feature windows for an audio file.
 
@@ -162,11 +163,13 @@ def compute_audio_features(
         config: encoder settings.
         cache_dir: where to cache results (None: no caching).
         model: an already built wav2vec2/HuBERT model to use instead of loading weights (not cached).
+        audio: `audio_path` already decoded by `load_audio` (saves decoding it a second time).
     """
     config = config or AudioFeatureConfig()
     if fps <= 0:
         raise AudioError(f"fps must be positive, got {fps}")
-    audio = load_audio(audio_path)
+    if audio is None:
+        audio = load_audio(audio_path)
     if num_frames is None:
         num_frames = num_video_frames(audio, fps)
         if num_frames < 1:

@@ -17,6 +17,8 @@ from jaxtyping import Int
 from nerfstudio.cameras.cameras import Cameras
 
 from aenerf_ns.atomic_io import atomic_save_png
+from aenerf_ns.audio_io import LoadedAudio
+from aenerf_ns.image_metrics import to_uint8
 
 PoseMode = Literal["pingpong", "loop", "fixed"]
 
@@ -62,6 +64,22 @@ def parse_background(value: str) -> tuple[float, float, float] | None:
         except ValueError:
             pass
     raise ValueError(f"background {value!r} is not 'training', a colour name ({', '.join(NAMED_COLORS)}) or #rrggbb")
+
+
+def drive_with_audio(model, audio: LoadedAudio, fps: float, num_frames: int, feature_config) -> None:
+    """Make `num_frames` frames of `audio` the model's audio table, with the run's feature settings."""
+    from aenerf_ns.audio_features import compute_audio_features
+
+    features = compute_audio_features(audio.path, fps, num_frames, feature_config, cache_dir=None, audio=audio)
+    model.set_audio_track(torch.from_numpy(features))
+
+
+def identity_poses(cameras: Cameras, identity: int) -> Cameras:
+    """The training cameras of one identity (each camera's metadata names its identity)."""
+    own = (cameras.metadata["identity"].reshape(-1).round().long() == identity).nonzero().reshape(-1)
+    if len(own) == 0:
+        raise ValueError(f"no training frames of identity {identity}")
+    return cameras[own]
 
 
 def render_cameras(poses: Cameras, schedule: Int[np.ndarray, "n"], identity: int, scale: float = 1.0) -> list[Cameras]:
@@ -115,7 +133,7 @@ def render_frames(
             if background is not None:
                 color = torch.tensor(background, device=rgb.device, dtype=rgb.dtype)
                 rgb = outputs.get("rgb_foreground", rgb) + (1.0 - outputs["accumulation"]) * color
-            image = (rgb.clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+            image = to_uint8(rgb)
             if watermark:
                 image = add_watermark(image)
             atomic_save_png(path, image)

@@ -127,7 +127,6 @@ def load_trained_pipeline(
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     with _trusted_torch_load():
         pipeline = config.pipeline.setup(device=device, test_mode=test_mode)
-        pipeline.eval()
         try:
             state = torch.load(ckpt_path, map_location="cpu")
         except Exception as exc:

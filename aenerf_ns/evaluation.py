@@ -21,6 +21,7 @@ import torch
 from rich.progress import Progress
 
 from aenerf_ns.atomic_io import atomic_save_png, atomic_write_bytes
+from aenerf_ns.image_metrics import to_uint8
 from aenerf_ns.parsing_labels import MOUTH_INTERIOR
 from aenerf_ns.sync_metrics import mask_iou, mouth_extent, speech_envelope, sync_report
 
@@ -28,10 +29,6 @@ ALEXNET_WEIGHTS = "alexnet-owt-7be5be79.pth"
 """torchvision's AlexNet checkpoint name, which LPIPS (alex) loads from the torch hub cache."""
 
 SYNCNET_SKIP = "skipped: SyncNet confidence needs pretrained SyncNet weights, which are neither bundled nor downloaded"
-
-
-def _to_uint8(img: torch.Tensor) -> np.ndarray:
-    return (img.clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
 
 
 def lpips_metric(device: torch.device | str = "cpu"):
@@ -52,6 +49,13 @@ def _json_safe(value):
     if isinstance(value, list):
         return [_json_safe(v) for v in value]
     return value
+
+
+def format_metric(value) -> str:
+    """A metric as the console tables show it: floats to 4 places, sync reports as "name value" pairs."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in value.items())
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 def write_report(output_dir: Path, result: dict) -> None:
@@ -153,7 +157,7 @@ def evaluate_heldout(
                 if iou is not None:
                     ious.append(iou)
             if i in strip_picks:
-                rows.append(_to_uint8(images["img"]))
+                rows.append(to_uint8(images["img"]))
             progress.advance(task)
 
     result: dict = {k: float(np.mean(v)) for k, v in per_frame.items()}
@@ -210,9 +214,9 @@ def evaluate_cross_driven(
     identity: int = 0,
 ) -> dict:
     """Drive the training poses with another audio file and measure lip sync only (no ground truth exists)."""
-    from aenerf_ns.audio_features import compute_audio_features, num_video_frames
+    from aenerf_ns.audio_features import num_video_frames
     from aenerf_ns.audio_io import load_audio
-    from aenerf_ns.audio_render import pose_schedule, render_cameras
+    from aenerf_ns.audio_render import drive_with_audio, identity_poses, pose_schedule, render_cameras
 
     output_dir = Path(output_dir)
     model = pipeline.model
@@ -222,11 +226,8 @@ def evaluate_cross_driven(
     audio = load_audio(audio_path)
     total = num_video_frames(audio, fps)
     count = total if max_frames is None else min(total, max_frames)
-    features = compute_audio_features(audio_path, fps, total, feature_config, cache_dir=None)
-    model.set_audio_track(torch.from_numpy(features))
-    cameras = parsed.cameras
-    own = (cameras.metadata["identity"].reshape(-1).round().long() == identity).nonzero().reshape(-1)
-    poses = cameras[own]
+    drive_with_audio(model, audio, fps, total, feature_config)
+    poses = identity_poses(parsed.cameras, identity)
     frame_cameras = render_cameras(poses, pose_schedule(count, len(poses), "pingpong"), identity)
     mouth, strip = [], []
     strip_at = set(np.linspace(0, count - 1, min(4, count)).round().astype(int).tolist())
@@ -236,7 +237,7 @@ def evaluate_cross_driven(
             outputs = model.get_outputs_for_camera(camera.to(model.device))
             mouth.append(float(outputs["parsing_probs"][..., MOUTH_INTERIOR].mean()))
             if t in strip_at:
-                strip.append(_to_uint8(outputs["rgb"]))
+                strip.append(to_uint8(outputs["rgb"]))
             progress.advance(task)
     times = (np.arange(count) + 0.5) / fps
     envelope = speech_envelope(audio, times, fps)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from jaxtyping import Bool, Float
 from torch import Tensor
+
+
+def to_uint8(image: Float[Tensor, "*batch 3"]) -> np.ndarray:
+    """A [0, 1] float image as uint8 (rounded), on the CPU, for PNGs and video frames."""
+    return (image.clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
 
 
 def psnr(pred: Float[Tensor, "*batch 3"], gt: Float[Tensor, "*batch 3"]) -> Tensor:

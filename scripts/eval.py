@@ -43,7 +43,7 @@ def main(args: EvalArgs) -> dict:
 
     from aenerf_ns.audio_io import check_not_silent, load_audio
     from aenerf_ns.checkpoints import load_trained_pipeline
-    from aenerf_ns.evaluation import evaluate_cross_driven, evaluate_heldout
+    from aenerf_ns.evaluation import evaluate_cross_driven, evaluate_heldout, format_metric
 
     console = Console()
     if args.audio is not None:
@@ -78,11 +78,7 @@ def main(args: EvalArgs) -> dict:
     table.add_column("metric")
     table.add_column("value")
     for key, value in metrics.items():
-        if isinstance(value, dict):
-            value = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in value.items())
-        elif isinstance(value, float):
-            value = f"{value:.4f}"
-        table.add_row(key, str(value))
+        table.add_row(key, format_metric(value))
     console.print(table)
     console.print(f"metrics: {output_dir / 'metrics.json'}")
     for name in pictures:

@@ -235,8 +235,7 @@ def main(args: MethodBenchArgs) -> dict:
         target = data / "synth00"
         curves, speeds = {}, {}
         for option in ("positional", "hashgrid"):
-            config = _config(target, args)
-            config.pipeline.model.position_encoding = option
+            config = _config(target, args, position_encoding=option)
             _, speeds[option], curves[option] = train(config, args.field_steps, f"fields: {option}", args.eval_every)
         budget = min(curve[-1][2] for curve in curves.values())
         reached = {option: psnr_within(curve, budget) for option, curve in curves.items()}

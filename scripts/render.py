@@ -68,13 +68,19 @@ def _frames_key(args: RenderArgs, ckpt: Path, num_frames: int) -> str:
 
 
 def main(args: RenderArgs) -> Path:
-    import torch
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from aenerf_ns.audio_features import compute_audio_features, num_video_frames
+    from aenerf_ns.audio_features import num_video_frames
     from aenerf_ns.audio_io import check_not_silent, load_audio
-    from aenerf_ns.audio_render import parse_background, pose_schedule, render_cameras, render_frames
+    from aenerf_ns.audio_render import (
+        drive_with_audio,
+        identity_poses,
+        parse_background,
+        pose_schedule,
+        render_cameras,
+        render_frames,
+    )
     from aenerf_ns.checkpoints import load_trained_pipeline
     from aenerf_ns.video_io import PROVENANCE_KEY, encode_frames_with_audio
 
@@ -109,10 +115,7 @@ def main(args: RenderArgs) -> Path:
     num_frames = num_video_frames(audio, fps)
     if num_frames < 1:
         raise RenderInputError(f"{args.audio} lasts {audio.duration_s:.3f} s: shorter than one frame at {fps:g} fps")
-    features = compute_audio_features(
-        args.audio, fps, num_frames, config.pipeline.datamanager.dataparser.audio, cache_dir=None
-    )
-    model.set_audio_track(torch.from_numpy(features))
+    drive_with_audio(model, audio, fps, num_frames, config.pipeline.datamanager.dataparser.audio)
 
     identities = outputs.metadata.get("identities") or ["identity"]
     if not 0 <= args.identity < len(identities):
@@ -126,9 +129,7 @@ def main(args: RenderArgs) -> Path:
             raise RenderInputError(f"{args.camera_path_filename} is not a nerfstudio camera path: {exc}") from exc
         schedule = pose_schedule(num_frames, len(poses), "loop")
     else:
-        cameras = outputs.cameras
-        own = (cameras.metadata["identity"].reshape(-1).round().long() == args.identity).nonzero().reshape(-1)
-        poses = cameras[own]
+        poses = identity_poses(outputs.cameras, args.identity)
         schedule = pose_schedule(num_frames, len(poses), args.pose_source, args.fixed_frame)
     frame_cameras = render_cameras(poses, schedule, args.identity, 1.0 / args.downscale_factor)
 

@@ -40,7 +40,7 @@ def main(args: SampleArgs) -> dict:
 
     from aenerf_ns.audio_io import write_wav
     from aenerf_ns.checkpoints import load_trained_pipeline
-    from aenerf_ns.evaluation import evaluate_heldout
+    from aenerf_ns.evaluation import evaluate_heldout, format_metric
     from aenerf_ns.method_configs.aenerf_methods import aenerf_tiny_config
     from aenerf_ns.scripts.render import RenderArgs
     from aenerf_ns.scripts.render import main as render_main
@@ -83,9 +83,7 @@ def main(args: SampleArgs) -> dict:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k, v in metrics.items():
-        if isinstance(v, dict):
-            v = ", ".join(f"{a} {b:.3f}" if isinstance(b, float) else f"{a} {b}" for a, b in v.items())
-        table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+        table.add_row(k, format_metric(v))
     console.print(table)
     console.print(f"config:  {config_path}")
     console.print(f"metrics: {eval_dir / 'metrics.json'}")
