@@ -32,10 +32,10 @@ def atomic_save_npy(path: Path, array: np.ndarray) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def atomic_save_png(path: Path, image: np.ndarray) -> None:
-    """Save a uint8 image (H, W) or (H, W, 3) as PNG atomically."""
+def atomic_save_png(path: Path, image: np.ndarray, compress_level: int = 6) -> None:
+    """Save a uint8 image (H, W) or (H, W, 3) as PNG atomically (`compress_level` 1 is fast, 9 small)."""
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
+    Image.fromarray(image).save(buf, format="PNG", compress_level=compress_level)
     atomic_write_bytes(path, buf.getvalue())
