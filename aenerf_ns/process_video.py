@@ -107,16 +107,16 @@ class _State:
             except (json.JSONDecodeError, OSError):
                 self.done = {}
 
-    def finished(self, stage: str, key: str) -> bool:
-        return self.done.get(stage) == key
+    def needs(self, stage: str, key: str, console: Console) -> bool:
+        """Whether `stage` must run; says so when an earlier run already did it with the same settings."""
+        if self.done.get(stage) == key:
+            console.print(f"[dim]{stage}: finished by an earlier run with the same settings, skipped[/]")
+            return False
+        return True
 
     def mark(self, stage: str, key: str) -> None:
         self.done[stage] = key
         atomic_write_bytes(self.path, json.dumps({"done": self.done}, indent=1).encode())
-
-    def clear(self, stage: str) -> None:
-        if self.done.pop(stage, None) is not None:
-            atomic_write_bytes(self.path, json.dumps({"done": self.done}, indent=1).encode())
 
 
 def _key(*parts) -> str:
@@ -355,7 +355,7 @@ def process_video(video: Path, output: Path, config: ProcessConfig | None = None
     with _progress() as progress:
         # 1. detect
         t0 = time.perf_counter()
-        if not state.finished("detect", keys["detect"]):
+        if state.needs("detect", keys["detect"], console):
             task = progress.add_task("detecting faces", total=num_frames)
             detections: list[Detections] = []
             for batch in _batches(resampled_frames(video, config.fps, num_frames), config.batch_size):
@@ -375,7 +375,7 @@ def process_video(video: Path, output: Path, config: ProcessConfig | None = None
         # 2. track (and keep every cropped frame: later stages never decode the video again)
         t0 = time.perf_counter()
         frames_dir = work / "frames"
-        if not state.finished("track", keys["track"]):
+        if state.needs("track", keys["track"], console):
             task = progress.add_task("tracking face mesh", total=num_frames)
             landmarks = np.full((num_frames, 468, 3), np.nan, np.float32)
             presence = np.zeros(num_frames, np.float32)
@@ -432,7 +432,7 @@ def process_video(video: Path, output: Path, config: ProcessConfig | None = None
         t0 = time.perf_counter()
         n_kept = stop - start
         images_dir, parsing_dir = output / "images", output / "parsing"
-        if not state.finished("write", keys["write"]):
+        if state.needs("write", keys["write"], console):
             for folder in (images_dir, parsing_dir):  # frames of an earlier, different run would not match
                 shutil.rmtree(folder, ignore_errors=True)
                 folder.mkdir(parents=True)
@@ -463,7 +463,7 @@ def process_video(video: Path, output: Path, config: ProcessConfig | None = None
         # 5. audio
         t0 = time.perf_counter()
         audio_path = output / "audio.wav"
-        if not state.finished("audio", keys["audio"]) or not audio_path.is_file():
+        if state.needs("audio", keys["audio"], console) or not audio_path.is_file():
             try:
                 audio = load_audio(video)
             except AudioError as exc:

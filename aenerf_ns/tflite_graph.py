@@ -89,11 +89,15 @@ class TFLiteGraph(nn.Module):
         if not path.is_file():
             raise TFLiteGraphError(f"model file {path} does not exist")
         buf = path.read_bytes()
+        if buf[4:8] != b"TFL3":
+            raise TFLiteGraphError(f"{path} is not a TFLite model (no TFL3 file identifier): damaged or wrong file")
         try:
             model = tflite.Model.GetRootAsModel(buf, 0)
             graph = model.Subgraphs(0)
         except Exception as exc:  # flatbuffers raises assorted errors on damaged files
             raise TFLiteGraphError(f"{path} is not a readable TFLite model ({exc})") from None
+        if graph is None:
+            raise TFLiteGraphError(f"{path} holds no model graph: damaged or wrong file")
         self.name = path.stem
         names = _op_names()
         tensors = [graph.Tensors(i) for i in range(graph.TensorsLength())]
