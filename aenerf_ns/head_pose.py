@@ -183,9 +183,17 @@ def solve_head_track(
         rotations.append(cv2.Rodrigues(rvec)[0])
         translations.append(tvec.reshape(3))
     rotations, translations = np.array(rotations), np.array(translations)
-    if smoothing_sigma > 0 and len(rotations) > 1:
-        rotations, translations = smooth_poses(rotations, translations, smoothing_sigma)
-    return HeadTrack(rotations, translations, focal, cx, cy)
+    raw = HeadTrack(rotations, translations, focal, cx, cy)
+    if smoothing_sigma <= 0 or len(rotations) < 2:
+        return raw
+    smooth = HeadTrack(*smooth_poses(rotations, translations, smoothing_sigma), focal, cx, cy)
+    # Smoothing removes landmark jitter but would lag behind a quick real head movement: where it moves
+    # the face by more than a pixel away from the landmarks, keep that frame's own pose.
+    lag = reprojection_errors(smooth, face, landmarks)["rigid"] - reprojection_errors(raw, face, landmarks)["rigid"]
+    keep_raw = lag > 1.0
+    smooth.rotations[keep_raw] = raw.rotations[keep_raw]
+    smooth.translations[keep_raw] = raw.translations[keep_raw]
+    return smooth
 
 
 def smooth_poses(rotations: np.ndarray, translations: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
