@@ -19,32 +19,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float
-from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.cameras.rays import RayBundle, RaySamples
-from nerfstudio.data.scene_box import OrientedBox
 from nerfstudio.field_components.encodings import NeRFEncoding
-from nerfstudio.model_components.ray_samplers import PDFSampler, UniformSampler
-from nerfstudio.model_components.renderers import AccumulationRenderer, DepthRenderer
-from nerfstudio.model_components.scene_colliders import NearFarCollider
-from nerfstudio.models.base_model import Model, ModelConfig
-from nerfstudio.utils import colormaps
-from torch import Tensor, nn
+from torch import Tensor
 
 from aenerf_ns.audio_aware_aggregation import AudioAwareAggregation, AudioBlindAggregation
-from aenerf_ns.audio_encoder import AudioEncoder
 from aenerf_ns.audio_field import AudioConditionedField
-from aenerf_ns.audio_smoothing import AudioSmoother, clip_bounds, neighbour_rows
-from aenerf_ns.image_metrics import masked_psnr, psnr, ssim
+from aenerf_ns.audio_smoothing import neighbour_rows
+from aenerf_ns.image_metrics import psnr
 from aenerf_ns.mask_blend import blend_dual_samples
-from aenerf_ns.parsing_labels import AUDIO_REGION_LABELS, LABEL_COLORS, LABEL_NAMES
 from aenerf_ns.reference_views import ReferenceEncoder, project_points, sample_reference_features, view_directions
 from aenerf_ns.region_sampler import AUDIO_ONLY, OTHER_ONLY, OVERLAP
-from aenerf_ns.viewer_audio import ViewerAudio
+from aenerf_ns.talking_head_model import TalkingHeadModel, TalkingHeadModelConfig
 from aenerf_ns.warper import Warper, offset_length_loss
 
 IDENTITY_BUFFERS = (
@@ -59,36 +49,10 @@ IDENTITY_BUFFERS = (
 
 
 @dataclass
-class AENeRFModelConfig(ModelConfig):
+class AENeRFModelConfig(TalkingHeadModelConfig):
     """AE-NeRF model settings."""
 
     _target: type = field(default_factory=lambda: AENeRFModel)
-    near_plane: float = 3.5
-    """Distance from the camera where rays start (head coordinates: the camera is about 6 units away)."""
-    far_plane: float = 8.5
-    """Distance from the camera where rays end."""
-    num_coarse_samples: int = 64
-    """Stratified samples per ray (coarse pass)."""
-    num_importance_samples: int = 64
-    """Samples per ray drawn where the coarse pass found density (fine pass)."""
-    position_encoding: Literal["positional", "hashgrid"] = "positional"
-    """Field position encoding: the paper's frequency encoding + deep MLP, or a hash grid + shallow MLP."""
-    hidden_dim: int = 256
-    """Width of each field's MLP."""
-    num_layers: int = 8
-    """Hidden layers of each field's density MLP."""
-    num_frequencies: int = 10
-    """Positional-encoding frequencies (positional encoding only)."""
-    hash_levels: int = 16
-    """Hash-grid resolution levels (hash grid only)."""
-    hash_log2_size: int = 19
-    """log2 of each hash-grid level's table size (hash grid only)."""
-    hash_max_resolution: int = 1024
-    """Finest hash-grid resolution (hash grid only)."""
-    audio_code_dim: int = 64
-    """Size of the audio code that conditions the audio field, warper and aggregation."""
-    audio_smoothing_radius: int = 4
-    """Neighbouring frames on each side mixed into a frame's audio code; 0 turns smoothing off."""
     reference_feature_dim: int = 64
     """Channels of the reference CNN's feature maps (RGB included)."""
     aggregation_dim: int = 128
@@ -99,8 +63,6 @@ class AENeRFModelConfig(ModelConfig):
     """Size of the aggregated reference feature f~ given to the fields."""
     warper_hidden_dim: int = 128
     """Width of the warper's hidden layers."""
-    use_audio: bool = True
-    """Condition on audio at all; False makes an audio-blind model (needs use_aaa False)."""
     use_aaa: bool = True
     """Audio Aware Aggregation; False uses audio-blind attention pooling (the "w/o AAA" ablation)."""
     use_dual_fields: bool = True
@@ -113,15 +75,11 @@ class AENeRFModelConfig(ModelConfig):
     """Weight of the region-mask loss (rendered mask vs the region's ground truth)."""
     offset_loss_mult: float = 5e-8
     """Weight of the warper's offset-length loss."""
-    parsing_loss_mult: float = 0.05
-    """Weight of the parsing cross-entropy on the blended parsing probabilities (background = 1 - opacity)."""
     load_base: Path | None = None
     """Base-model checkpoint (.ckpt, or a run's nerfstudio_models folder) whose weights start this model."""
-    enable_collider: bool = True
-    """Clip rays to [near_plane, far_plane]."""
 
 
-class AENeRFModel(Model):
+class AENeRFModel(TalkingHeadModel):
     """See the module docstring."""
 
     config: AENeRFModelConfig
@@ -134,34 +92,8 @@ class AENeRFModel(Model):
             raise ValueError("use_aaa needs audio: set use_aaa False for an audio-blind model")
         metadata = self.kwargs.get("metadata") or {}
         window, feature_dim = metadata.get("audio_feature_shape", (16, 80))
-        self.num_classes = len(LABEL_NAMES)
-        audio_dim = cfg.audio_code_dim if cfg.use_audio else 0
-        self.audio_dim = audio_dim
-
-        # audio: feature table (non-persistent: a render swaps in its own track), encoder, smoothing
-        table = metadata.get("audio_features")
-        if table is None:
-            table = torch.zeros(1, window * feature_dim)
-        segments = metadata.get("audio_segments")
-        if segments is None:
-            segments = torch.zeros(table.shape[0], dtype=torch.long)
-        self.register_buffer("audio_table", table.float().clone(), persistent=False)
-        first, last = clip_bounds(segments)
-        self.register_buffer("audio_first", first, persistent=False)
-        self.register_buffer("audio_last", last, persistent=False)
-        default_audio = metadata.get("default_audio")
-        if default_audio is None:
-            default_audio = table.mean(0)
-        self.register_buffer("default_audio", default_audio.float().clone())
-        self.audio_encoder = AudioEncoder(window, feature_dim, audio_dim) if audio_dim else None
-        self._viewer_audio = None
-        if audio_dim:  # live-viewer controls: which audio frame (or file) drives the render
-            self._viewer_audio = ViewerAudio(self, metadata.get("audio_feature_config"), metadata.get("fps") or 25.0)
-            for name, element in self._viewer_audio.elements().items():
-                setattr(self, name, element)
-        self.audio_smoother = (
-            AudioSmoother(audio_dim, cfg.audio_smoothing_radius) if audio_dim and cfg.audio_smoothing_radius else None
-        )
+        audio_dim = self.audio_dim
+        table, first, last = self.audio_table, self.audio_first, self.audio_last
         radius = cfg.audio_smoothing_radius if self.audio_smoother else 0
 
         # references of every identity (persistent: the model is tied to the frames it was trained with)
@@ -180,10 +112,6 @@ class AENeRFModel(Model):
             self.register_buffer("reference_camera_to_worlds", torch.eye(4)[:3].expand(1, num_refs, 3, 4).clone())
             self.register_buffer("reference_intrinsics", torch.ones(1, num_refs, 4))
             self.register_buffer("reference_audio", torch.zeros(1, num_refs, 2 * radius + 1, window * feature_dim))
-        plates = metadata.get("background_images")
-        if plates is None:
-            plates = torch.zeros(self.reference_images.shape[0], 1, 1, 3, dtype=torch.uint8)
-        self.register_buffer("background_plates", plates.clone())
         self._feature_cache: dict[int, Tensor] = {}
 
         cond_dim = cfg.condition_dim if cfg.use_references else 0
@@ -229,21 +157,8 @@ class AENeRFModel(Model):
         self.field_aa = make_field(with_audio=True)
         self.field_ai = make_field(with_audio=False) if cfg.use_dual_fields else None
 
-        self.register_buffer("label_colors", torch.tensor(LABEL_COLORS, dtype=torch.float32) / 255.0)
-        self.register_buffer("region_ids", torch.tensor(AUDIO_REGION_LABELS))
-        other = [c for c in range(1, self.num_classes) if c not in AUDIO_REGION_LABELS]
-        self.register_buffer("other_ids", torch.tensor(other))
-        self.sampler_uniform = UniformSampler(num_samples=cfg.num_coarse_samples)
-        self.sampler_pdf = PDFSampler(num_samples=cfg.num_importance_samples)
-        self.renderer_accumulation = AccumulationRenderer()
-        self.renderer_depth = DepthRenderer(method="expected")
-        if cfg.enable_collider:
-            self.collider = NearFarCollider(near_plane=cfg.near_plane, far_plane=cfg.far_plane)
         if cfg.load_base is not None:
             self.load_base_weights(cfg.load_base)
-
-    def get_param_groups(self) -> dict[str, list[nn.Parameter]]:
-        return {"fields": [p for p in self.parameters() if p.requires_grad]}
 
     def load_base_weights(self, path: Path) -> None:
         """Start from a base model's learned weights, keeping this dataset's references, plates and audio."""
@@ -277,45 +192,6 @@ class AENeRFModel(Model):
     def train(self, mode: bool = True):
         self._feature_cache = {}  # reference features change once training resumes
         return super().train(mode)
-
-    def set_audio_track(self, features: Float[Tensor, "T window dim"]) -> None:
-        """Replace the audio-feature table (e.g. with a new speech track for rendering); one clip."""
-        table = features.reshape(features.shape[0], -1).to(self.audio_table)
-        if table.shape[1] != self.audio_table.shape[1]:
-            raise ValueError(
-                f"audio features have {table.shape[1]} values per frame, the model was trained with "
-                f"{self.audio_table.shape[1]}: compute them with the training run's audio settings"
-            )
-        self.audio_table = table
-        self.audio_first, self.audio_last = clip_bounds(torch.zeros(len(table), dtype=torch.long, device=table.device))
-
-    # ------------------------------------------------------------------ audio
-    def _encode_windows(self, windows: Float[Tensor, "B K flat"]) -> Float[Tensor, "B code"]:
-        assert self.audio_encoder is not None
-        b, k, _ = windows.shape
-        codes = self.audio_encoder(windows.reshape(b * k, -1)).reshape(b, k, -1)
-        if self.audio_smoother is None:
-            return codes[:, k // 2]
-        return self.audio_smoother(codes)[0]
-
-    def _radius(self) -> int:
-        return self.audio_smoother.radius if self.audio_smoother is not None else 0
-
-    def audio_codes(self, ray_bundle: RayBundle) -> Float[Tensor, "R code"] | None:
-        """Per-ray audio code: the ray's frame's table row, smoothed over neighbouring frames."""
-        if self.audio_encoder is None:
-            return None
-        metadata = ray_bundle.metadata or {}
-        n = ray_bundle.origins.shape[0]
-        if "audio_index" not in metadata:  # a viewer camera: the frame chosen in the GUI, else the clip average
-            windows = self._viewer_audio.windows(self._radius()) if self._viewer_audio is not None else None
-            if windows is None:
-                windows = self.default_audio[None, None].expand(1, 2 * self._radius() + 1, -1)
-            return self._encode_windows(windows).expand(n, -1)
-        rows = metadata["audio_index"].reshape(-1).round().long().clamp(0, self.audio_table.shape[0] - 1)
-        uniq, inverse = torch.unique(rows, return_inverse=True)
-        windows = self.audio_table[neighbour_rows(uniq, self._radius(), self.audio_first, self.audio_last)]
-        return self._encode_windows(windows)[inverse]
 
     # ------------------------------------------------------------------ references
     def reference_audio_codes(self) -> Float[Tensor, "I L code"] | None:
@@ -485,14 +361,6 @@ class AENeRFModel(Model):
         return outputs
 
     # ------------------------------------------------------------------ losses and metrics
-    def _composite(self, rgb: Tensor, accumulation: Tensor, background: Tensor) -> Tensor:
-        return rgb + (1.0 - accumulation) * background
-
-    def _batch_background(self, batch: dict[str, Tensor], like: Tensor) -> Tensor:
-        if "background" not in batch:
-            return torch.zeros_like(like)
-        return batch["background"].to(like.device).float() / 255.0
-
     def get_metrics_dict(self, outputs, batch) -> dict[str, Tensor]:
         gt = batch["image"].to(self.device)[..., :3]
         pred = self._composite(outputs["rgb"], outputs["accumulation"], self._batch_background(batch, gt))
@@ -514,11 +382,7 @@ class AENeRFModel(Model):
         if "parsing" in batch:
             labels = batch["parsing"].to(self.device).long().reshape(-1)
             if self.config.parsing_loss_mult > 0:
-                nll = 0.0
-                for key in ("parsing_probs_coarse", "parsing_probs"):
-                    probs = outputs[key].reshape(-1, self.num_classes)
-                    nll = nll + F.nll_loss(torch.log(probs.clamp_min(1e-6)), labels)
-                loss["parsing_loss"] = self.config.parsing_loss_mult * nll
+                loss["parsing_loss"] = self._parsing_loss(outputs, labels, ("parsing_probs_coarse", "parsing_probs"))
             if self.config.mask_loss_mult > 0:
                 in_region = torch.isin(labels, self.region_ids).float()[:, None]
                 other = ((labels > 0).float()[:, None]) * (1.0 - in_region)
@@ -535,54 +399,11 @@ class AENeRFModel(Model):
             loss["offset_loss"] = self.config.offset_loss_mult * offset_length_loss(outputs["offsets"])
         return loss
 
-    def plate_for(self, height: int, width: int, identity: int = 0) -> Float[Tensor, "height width 3"]:
-        """The identity's background plate resized to an image size, as floats in [0, 1]."""
-        plate = self.background_plates[identity].float() / 255.0
-        if plate.shape[:2] != (height, width):
-            plate = F.interpolate(
-                plate.permute(2, 0, 1)[None], size=(height, width), mode="bilinear", align_corners=False
-            )
-            plate = plate[0].permute(1, 2, 0)
-        return plate
-
-    @torch.no_grad()
-    def get_outputs_for_camera(self, camera: Cameras, obb_box: OrientedBox | None = None) -> dict[str, Tensor]:
-        outputs = super().get_outputs_for_camera(camera, obb_box=obb_box)
-        h, w = outputs["rgb"].shape[:2]
-        identity = 0
-        if camera.metadata is not None and "identity" in camera.metadata:
-            identity = int(camera.metadata["identity"].reshape(-1)[0].round())
-        identity = min(max(identity, 0), self.background_plates.shape[0] - 1)
-        plate = self.plate_for(h, w, identity).to(outputs["rgb"].device)
-        outputs["rgb_foreground"] = outputs["rgb"]
-        outputs["rgb"] = self._composite(outputs["rgb"], outputs["accumulation"], plate)
-        outputs["parsing"] = self.label_colors.to(plate.device)[outputs["parsing_probs"].argmax(-1)]
-        for key in list(outputs):
-            if key.endswith("_coarse") or key == "ray_group":
-                outputs.pop(key)
-        return outputs
-
     def get_image_metrics_and_images(
         self, outputs: dict[str, Tensor], batch: dict[str, Tensor]
     ) -> tuple[dict[str, float], dict[str, Tensor]]:
-        gt = batch["image"].to(outputs["rgb"].device)[..., :3]
-        pred = outputs["rgb"]
-        metrics = {"psnr": float(psnr(pred, gt)), "ssim": float(ssim(pred, gt))}
-        if "audio_region" in batch:
-            region = batch["audio_region"].to(pred.device)[..., 0].bool()
-            if region.any():
-                metrics["lower_face_psnr"] = float(masked_psnr(pred, gt, region))
-                metrics["lower_face_mse"] = float(((pred - gt)[region] ** 2).mean())
-        if "parsing" in batch:
-            labels = batch["parsing"].to(pred.device)[..., 0].long()
-            metrics["parsing_accuracy"] = float((outputs["parsing_probs"].argmax(-1) == labels).float().mean())
-        depth = colormaps.apply_depth_colormap(outputs["depth"], accumulation=outputs["accumulation"])
-        images = {
-            "img": torch.cat([gt, pred, (pred - gt).abs().clamp(0, 1)], dim=1),
-            "parsing": outputs["parsing"],
-            "depth": depth,
-            "masks": torch.cat([outputs["mask_aa"], outputs["mask_ai"]], dim=1).expand(-1, -1, 3),
-        }
+        metrics, images = super().get_image_metrics_and_images(outputs, batch)
+        images["masks"] = torch.cat([outputs["mask_aa"], outputs["mask_ai"]], dim=1).expand(-1, -1, 3)
         return metrics, images
 
 

@@ -211,6 +211,8 @@ class TalkingHeadDataParser(DataParser):
             "background_images": background_images,
             "image_identity": torch.from_numpy(np.concatenate(identity_index)).long(),
             "identities": [ident.meta.identity for ident in identities],
+            "num_identities": len(identities),
+            "camera_pose_mean": torch.from_numpy(np.concatenate(poses).reshape(-1, 12).mean(0)).float(),
             "audio_features": torch.from_numpy(table.reshape(len(table), -1)).float(),
             "audio_segments": torch.from_numpy(segments).long(),
             "audio_feature_shape": tuple(table.shape[1:]),

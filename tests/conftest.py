@@ -54,12 +54,17 @@ def dataset_copy(sample_dataset, tmp_path) -> Path:
 
 
 def ns_train_command(
-    data: Path, output_dir: Path, iterations: int, vis: str = "tensorboard", small: bool = False
+    data: Path,
+    output_dir: Path,
+    iterations: int,
+    vis: str = "tensorboard",
+    small: bool = False,
+    method: str = "aenerf-tiny",
 ) -> list[str]:
-    """`ns-train aenerf-tiny` on CPU with 64 rays per batch; `small` adds the SMALL_MODEL field sizes."""
+    """`ns-train <method>` on CPU with 64 rays per batch; `small` adds the SMALL_MODEL field sizes (aenerf)."""
     import sys
 
-    cmd = [str(Path(sys.executable).parent / "ns-train"), "aenerf-tiny", "--data", str(data)]
+    cmd = [str(Path(sys.executable).parent / "ns-train"), method, "--data", str(data)]
     cmd += ["--output-dir", str(output_dir), "--max-num-iterations", str(iterations)]
     cmd += ["--machine.device-type", "cpu", "--vis", vis, "--pipeline.datamanager.train-num-rays-per-batch", "64"]
     if small:
