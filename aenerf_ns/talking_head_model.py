@@ -6,8 +6,8 @@ AE-NeRF and SSP-NeRF differ in their fields and ray sampling; they share
 - compositing over the identity's static background plate;
 - the parsing cross-entropy (background is what the ray does not hit);
 - `get_outputs_for_camera` (composited `rgb`, `rgb_foreground`, coloured `parsing`) and the evaluation
-  metrics (PSNR, SSIM, lower-face PSNR/MSE, parsing accuracy), which `aenerf-render` and `aenerf-eval`
-  rely on for both methods.
+  metrics (PSNR, SSIM, lower-face, torso and mouth-area PSNR/MSE, parsing accuracy), which
+  `aenerf-render` and `aenerf-eval` rely on for both methods.
 """
 
 from __future__ import annotations
@@ -31,8 +31,18 @@ from torch import Tensor, nn
 from aenerf_ns.audio_encoder import AudioEncoder
 from aenerf_ns.audio_smoothing import AudioSmoother, clip_bounds, neighbour_rows
 from aenerf_ns.image_metrics import masked_psnr, psnr, ssim
-from aenerf_ns.parsing_labels import AUDIO_REGION_LABELS, LABEL_COLORS, LABEL_NAMES
+from aenerf_ns.parsing_labels import AUDIO_REGION_LABELS, LABEL_COLORS, LABEL_NAMES, MOUTH_INTERIOR, TORSO
 from aenerf_ns.viewer_audio import ViewerAudio
+
+MOUTH_MARGIN_PX = 2
+"""The mouth area scored by `mouth_psnr`/`mouth_mse`: the mouth interior grown by this many pixels (the lips)."""
+
+
+def mouth_area(labels: Tensor) -> Tensor:
+    """Mouth interior plus a `MOUTH_MARGIN_PX` band around it (lips), as a boolean (H, W) map."""
+    inside = (labels == MOUTH_INTERIOR).float()[None, None]
+    k = 2 * MOUTH_MARGIN_PX + 1
+    return F.max_pool2d(inside, k, stride=1, padding=MOUTH_MARGIN_PX)[0, 0] > 0
 
 
 @dataclass
@@ -229,6 +239,10 @@ class TalkingHeadModel(Model):
         if "parsing" in batch:
             labels = batch["parsing"].to(pred.device)[..., 0].long()
             metrics["parsing_accuracy"] = float((outputs["parsing_probs"].argmax(-1) == labels).float().mean())
+            for name, region in (("torso", labels == TORSO), ("mouth", mouth_area(labels))):
+                if region.any():
+                    metrics[f"{name}_psnr"] = float(masked_psnr(pred, gt, region))
+                    metrics[f"{name}_mse"] = float(((pred - gt)[region] ** 2).mean())
         depth = colormaps.apply_depth_colormap(outputs["depth"], accumulation=outputs["accumulation"])
         images = {
             "img": torch.cat([gt, pred, (pred - gt).abs().clamp(0, 1)], dim=1),

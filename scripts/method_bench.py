@@ -11,7 +11,10 @@ Prints three results (and writes them to `results.json` in the output folder):
 3. Fields: the positional-encoding MLP and the hash-grid option train the full model on the same clip;
    held-out PSNR is recorded against training seconds, and printed is the PSNR each reaches within the
    same wall-clock budget (quality per minute).
-4. Speed: training milliseconds per iteration of every run.
+4. SSP-NeRF: ssp-nerf against its two ablations (uniform ray sampling; no torso deformation) and
+   against aenerf, all with the same steps on the same identity, scored on held-out frames: torso-area
+   and mouth-area errors (the two regions SSP-NeRF's modules target), lower-face and full-image PSNR.
+5. Speed: training milliseconds per iteration of every run.
 """
 
 from __future__ import annotations
@@ -53,8 +56,10 @@ class MethodBenchArgs:
     """Held-out frames scored in the audio comparison."""
     field_steps: int = 800
     """Steps of each run in the field comparison (positional vs hash grid)."""
+    ssp_steps: int = 1500
+    """Training steps of each run in the SSP-NeRF comparison."""
     skip: tuple[str, ...] = ()
-    """Parts to skip: 'audio', 'fewshot', 'fields'."""
+    """Parts to skip: 'audio', 'fewshot', 'fields', 'ssp'."""
 
 
 def _config(data: Path, args: MethodBenchArgs, train_fraction: float = 0.5, **model):
@@ -64,6 +69,19 @@ def _config(data: Path, args: MethodBenchArgs, train_fraction: float = 0.5, **mo
     config.pipeline.datamanager.data = data
     config.pipeline.datamanager.dataparser.data = data
     config.pipeline.datamanager.dataparser.train_fraction = train_fraction
+    config.pipeline.model.position_encoding = args.position_encoding
+    for key, value in model.items():
+        setattr(config.pipeline.model, key, value)
+    return config
+
+
+def _ssp_config(data: Path, args: MethodBenchArgs, semantic_aware: bool = True, **model):
+    from aenerf_ns.method_configs.ssp_nerf_methods import ssp_nerf_tiny_config
+
+    config = ssp_nerf_tiny_config()
+    config.pipeline.datamanager.data = data
+    config.pipeline.datamanager.dataparser.data = data
+    config.pipeline.datamanager.pixel_sampler.semantic_aware = semantic_aware
     config.pipeline.model.position_encoding = args.position_encoding
     for key, value in model.items():
         setattr(config.pipeline.model, key, value)
@@ -92,9 +110,21 @@ def heldout_psnr(pipeline, frames: int = 4) -> float:
     return float(np.mean(scores))
 
 
-def train(config, steps: int, label: str, eval_every: int = 0, checkpoint: Path | None = None, seed: int = 0):
-    """Train a pipeline in-process; returns (pipeline, ms per step, [(step, held-out PSNR)])."""
+def train(
+    config,
+    steps: int,
+    label: str,
+    eval_every: int = 0,
+    checkpoint: Path | None = None,
+    seed: int = 0,
+    callbacks: bool = False,
+):
+    """Train a pipeline in-process; returns (pipeline, ms per step, [(step, held-out PSNR)]).
+
+    `callbacks` runs the model's after-iteration training callbacks (SSP-NeRF's sampler feedback).
+    """
     import torch
+    from nerfstudio.engine.callbacks import TrainingCallbackAttributes, TrainingCallbackLocation
     from nerfstudio.engine.optimizers import Optimizers
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -104,6 +134,10 @@ def train(config, steps: int, label: str, eval_every: int = 0, checkpoint: Path 
         group["scheduler"].max_steps = steps
     pipeline = config.pipeline.setup(device="cpu" if not torch.cuda.is_available() else "cuda", test_mode="val")
     optimizers = Optimizers(config.optimizers, pipeline.get_param_groups())
+    after_step = []
+    if callbacks:
+        attributes = TrainingCallbackAttributes(optimizers, None, pipeline, None)
+        after_step = pipeline.get_training_callbacks(attributes)
     curve = []  # (step, held-out PSNR, training seconds so far)
     train_seconds = 0.0
     columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -120,6 +154,8 @@ def train(config, steps: int, label: str, eval_every: int = 0, checkpoint: Path 
             loss.backward()
             optimizers.optimizer_step_all()
             optimizers.scheduler_step_all(step)
+            for callback in after_step:
+                callback.run_callback_at_location(step, TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
             train_seconds += time.perf_counter() - start
             progress.advance(task)
     if eval_every:
@@ -249,6 +285,38 @@ def main(args: MethodBenchArgs) -> dict:
             table.add_row(*row)
         console.print(table)
         console.print(f"better quality per minute here: [bold]{max(reached, key=reached.get)}[/bold]")
+
+    if "ssp" not in args.skip:
+        target = data / "synth00"
+        runs = {
+            "ssp-nerf": _ssp_config(target, args),
+            "ssp/uniform-rays": _ssp_config(target, args, semantic_aware=False),
+            "ssp/no-torso-def": _ssp_config(target, args, use_torso_deformation=False),
+            "aenerf": _config(target, args),
+        }
+        ssp = {}
+        for name, config in runs.items():
+            pipeline, ms, _ = train(config, args.ssp_steps, f"ssp: {name}", callbacks=True)
+            folder = args.output / "ssp" / name.replace("/", "-")
+            ssp[name] = dict(evaluate_heldout(pipeline, folder, max_frames=args.eval_frames), ms_per_step=ms)
+        results["ssp"] = ssp
+        table = Table(title=f"SSP-NeRF vs ablations vs AE-NeRF: held-out frames, {args.ssp_steps} steps each")
+        cols = ("model", "torso MSE", "torso PSNR", "mouth MSE", "mouth PSNR", "lower-face PSNR", "PSNR", "ms/step")
+        for col in cols:
+            table.add_column(col, justify="right")
+        for name, m in ssp.items():
+            nan = float("nan")
+            table.add_row(
+                name,
+                f"{m.get('torso_mse', nan):.5f}",
+                f"{m.get('torso_psnr', nan):.2f}",
+                f"{m.get('mouth_mse', nan):.5f}",
+                f"{m.get('mouth_psnr', nan):.2f}",
+                f"{m['lower_face_psnr']:.2f}",
+                f"{m['psnr']:.2f}",
+                f"{m['ms_per_step']:.0f}",
+            )
+        console.print(table)
 
     atomic_write_bytes(args.output / "results.json", json.dumps(results, indent=2).encode())
     console.print(f"results: {args.output / 'results.json'}")
