@@ -139,23 +139,8 @@ class AENeRFModel(TalkingHeadModel):
                     cfg.reference_feature_dim, cond_dim, cfg.aggregation_dim, cfg.aggregation_heads
                 )
 
-        def make_field(with_audio: bool) -> AudioConditionedField:
-            return AudioConditionedField(
-                self.scene_box.aabb,
-                num_semantic_classes=self.num_classes - 1,  # background is what the ray does not hit
-                audio_code_dim=audio_dim if with_audio else 0,
-                condition_dim=cond_dim,
-                hidden_dim=cfg.hidden_dim,
-                num_layers=cfg.num_layers,
-                num_frequencies=cfg.num_frequencies,
-                encoding=cfg.position_encoding,
-                hash_levels=cfg.hash_levels,
-                hash_log2_size=cfg.hash_log2_size,
-                hash_max_resolution=cfg.hash_max_resolution,
-            )
-
-        self.field_aa = make_field(with_audio=True)
-        self.field_ai = make_field(with_audio=False) if cfg.use_dual_fields else None
+        self.field_aa = self.make_field(audio_dim, cond_dim)
+        self.field_ai = self.make_field(0, cond_dim) if cfg.use_dual_fields else None
 
         if cfg.load_base is not None:
             self.load_base_weights(cfg.load_base)

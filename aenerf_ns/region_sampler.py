@@ -104,14 +104,21 @@ class RegionPixelSampler(PixelSampler):
                 f"the region sampler needs a per-pixel '{key}' map in each batch; use the talking-head dataset "
                 "(TalkingHeadDataset) or a dataset that provides it"
             )
-        device = batch["image"].device
         indices, groups = self.sample_regions(batch[key][..., 0], num_rays_per_batch)
-        c, y, x = indices[:, 0], indices[:, 1], indices[:, 2]
-        collated = {k: v[c, y, x] for k, v in batch.items() if k != "image_idx" and v is not None}
-        indices = indices.to(device)
-        indices[:, 0] = batch["image_idx"].to(device)[c.to(device)]
-        collated["indices"] = indices
+        collated = gather_pixels(batch, indices, keep_full_image)
         collated["ray_group"] = groups
-        if keep_full_image:
-            collated["full_image"] = batch["image"]
         return collated
+
+
+def gather_pixels(batch: dict, indices: Int[Tensor, "R 3"], keep_full_image: bool = False) -> dict:
+    """The batch's per-pixel entries at (image, y, x) `indices`, as nerfstudio's samplers return them:
+    `indices` holds the dataset image index in its first column."""
+    device = batch["image"].device
+    c, y, x = indices[:, 0], indices[:, 1], indices[:, 2]
+    collated = {k: v[c, y, x] for k, v in batch.items() if k != "image_idx" and v is not None}
+    indices = indices.to(device)
+    indices[:, 0] = batch["image_idx"].to(device)[c.to(device)]
+    collated["indices"] = indices
+    if keep_full_image:
+        collated["full_image"] = batch["image"]
+    return collated

@@ -20,6 +20,7 @@ from nerfstudio.data.pixel_samplers import PixelSampler, PixelSamplerConfig
 from torch import Tensor
 
 from aenerf_ns.parsing_labels import LABEL_NAMES
+from aenerf_ns.region_sampler import gather_pixels
 
 
 @dataclass
@@ -126,13 +127,5 @@ class SemanticPixelSampler(PixelSampler):
                 f"the semantic sampler needs a per-pixel '{key}' label map in each batch; use the talking-head "
                 "dataset (TalkingHeadDataset) or a dataset that provides it"
             )
-        device = batch["image"].device
         indices, _ = self.sample_classes(batch[key][..., 0], num_rays_per_batch)
-        c, y, x = indices[:, 0], indices[:, 1], indices[:, 2]
-        collated = {k: v[c, y, x] for k, v in batch.items() if k != "image_idx" and v is not None}
-        indices = indices.to(device)
-        indices[:, 0] = batch["image_idx"].to(device)[c.to(device)]
-        collated["indices"] = indices
-        if keep_full_image:
-            collated["full_image"] = batch["image"]
-        return collated
+        return gather_pixels(batch, indices, keep_full_image)

@@ -28,7 +28,6 @@ from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttrib
 from nerfstudio.viewer.viewer_elements import ViewerText
 from torch import Tensor
 
-from aenerf_ns.audio_field import AudioConditionedField
 from aenerf_ns.image_metrics import psnr
 from aenerf_ns.parsing_labels import LABEL_NAMES
 from aenerf_ns.talking_head_model import TalkingHeadModel, TalkingHeadModelConfig
@@ -63,19 +62,7 @@ class SSPNeRFModel(TalkingHeadModel):
         super().populate_modules()
         cfg = self.config
         metadata = self.kwargs.get("metadata") or {}
-        self.field = AudioConditionedField(
-            self.scene_box.aabb,
-            num_semantic_classes=self.num_classes - 1,  # background is what the ray does not hit
-            audio_code_dim=self.audio_dim,
-            condition_dim=0,
-            hidden_dim=cfg.hidden_dim,
-            num_layers=cfg.num_layers,
-            num_frequencies=cfg.num_frequencies,
-            encoding=cfg.position_encoding,
-            hash_levels=cfg.hash_levels,
-            hash_log2_size=cfg.hash_log2_size,
-            hash_max_resolution=cfg.hash_max_resolution,
-        )
+        self.field = self.make_field(self.audio_dim)
         mean_pose = metadata.get("camera_pose_mean")
         if mean_pose is None:
             mean_pose = torch.eye(4)[:3].reshape(12)

@@ -29,6 +29,7 @@ from nerfstudio.utils import colormaps
 from torch import Tensor, nn
 
 from aenerf_ns.audio_encoder import AudioEncoder
+from aenerf_ns.audio_field import AudioConditionedField
 from aenerf_ns.audio_smoothing import AudioSmoother, clip_bounds, neighbour_rows
 from aenerf_ns.image_metrics import masked_psnr, psnr, ssim
 from aenerf_ns.parsing_labels import AUDIO_REGION_LABELS, LABEL_COLORS, LABEL_NAMES, MOUTH_INTERIOR, TORSO
@@ -138,6 +139,23 @@ class TalkingHeadModel(Model):
         self.renderer_depth = DepthRenderer(method="expected")
         if cfg.enable_collider:
             self.collider = NearFarCollider(near_plane=cfg.near_plane, far_plane=cfg.far_plane)
+
+    def make_field(self, audio_code_dim: int, condition_dim: int = 0) -> AudioConditionedField:
+        """A field with this model's size settings, predicting the foreground parsing classes."""
+        cfg = self.config
+        return AudioConditionedField(
+            self.scene_box.aabb,
+            num_semantic_classes=self.num_classes - 1,  # background is what the ray does not hit
+            audio_code_dim=audio_code_dim,
+            condition_dim=condition_dim,
+            hidden_dim=cfg.hidden_dim,
+            num_layers=cfg.num_layers,
+            num_frequencies=cfg.num_frequencies,
+            encoding=cfg.position_encoding,
+            hash_levels=cfg.hash_levels,
+            hash_log2_size=cfg.hash_log2_size,
+            hash_max_resolution=cfg.hash_max_resolution,
+        )
 
     def get_param_groups(self) -> dict[str, list[nn.Parameter]]:
         return {"fields": [p for p in self.parameters() if p.requires_grad]}

@@ -33,35 +33,28 @@ def _optimizers(max_steps: int, lr: float = 5e-4) -> dict:
     }
 
 
-def aenerf_config() -> TrainerConfig:
-    """Full-size AE-NeRF (GPU)."""
+def talking_head_trainer(method_name: str, datamanager, model) -> TrainerConfig:
+    """The full-size (GPU) training settings shared by the talking-head methods."""
     max_steps = 40000
     return TrainerConfig(
-        method_name="aenerf",
+        method_name=method_name,
         steps_per_eval_batch=500,
         steps_per_eval_image=1000,
         steps_per_save=2000,
         max_num_iterations=max_steps,
         mixed_precision=False,
         machine=MachineConfig(device_type=DEVICE_TYPE),
-        pipeline=VanillaPipelineConfig(
-            datamanager=TalkingHeadDataManagerConfig(
-                train_num_rays_per_batch=2048,
-                eval_num_rays_per_batch=2048,
-            ),
-            model=AENeRFModelConfig(eval_num_rays_per_chunk=4096),
-        ),
+        pipeline=VanillaPipelineConfig(datamanager=datamanager, model=model),
         optimizers=_optimizers(max_steps),
         viewer=ViewerConfig(num_rays_per_chunk=4096, websocket_host=VIEWER_HOST),
         vis="viewer",
     )
 
 
-def aenerf_tiny_config() -> TrainerConfig:
-    """Small fields, few samples and rays: trains on a CPU in minutes on the synthetic sample."""
+def tiny_trainer(config: TrainerConfig, method_name: str, model) -> TrainerConfig:
+    """`config` shrunk to a CPU preset: 1500 steps, 512 rays, frequent evaluation, tensorboard, `model`."""
     max_steps = 1500
-    config = aenerf_config()
-    config.method_name = "aenerf-tiny"
+    config.method_name = method_name
     config.max_num_iterations = max_steps
     config.steps_per_eval_batch = 100
     config.steps_per_eval_image = 500
@@ -70,26 +63,44 @@ def aenerf_tiny_config() -> TrainerConfig:
     config.vis = "tensorboard"
     config.pipeline.datamanager.train_num_rays_per_batch = 512
     config.pipeline.datamanager.eval_num_rays_per_batch = 512
-    config.pipeline.model = AENeRFModelConfig(
-        num_coarse_samples=16,
-        num_importance_samples=16,
-        hidden_dim=64,
-        num_layers=3,
-        num_frequencies=6,
-        hash_levels=8,
-        hash_log2_size=14,
-        hash_max_resolution=256,
-        audio_code_dim=16,
-        audio_smoothing_radius=2,
+    config.pipeline.model = model
+    config.optimizers = _optimizers(max_steps, lr=1e-3)
+    return config
+
+
+TINY_FIELDS = dict(
+    num_coarse_samples=16,
+    num_importance_samples=16,
+    hidden_dim=64,
+    num_layers=3,
+    num_frequencies=6,
+    hash_levels=8,
+    hash_log2_size=14,
+    hash_max_resolution=256,
+    audio_code_dim=16,
+    audio_smoothing_radius=2,
+    eval_num_rays_per_chunk=2048,
+)
+"""Field, sampling and audio sizes of the CPU presets."""
+
+
+def aenerf_config() -> TrainerConfig:
+    """Full-size AE-NeRF (GPU)."""
+    datamanager = TalkingHeadDataManagerConfig(train_num_rays_per_batch=2048, eval_num_rays_per_batch=2048)
+    return talking_head_trainer("aenerf", datamanager, AENeRFModelConfig(eval_num_rays_per_chunk=4096))
+
+
+def aenerf_tiny_config() -> TrainerConfig:
+    """Small fields, few samples and rays: trains on a CPU in minutes on the synthetic sample."""
+    model = AENeRFModelConfig(
+        **TINY_FIELDS,
         reference_feature_dim=16,
         aggregation_dim=32,
         aggregation_heads=2,
         condition_dim=16,
         warper_hidden_dim=32,
-        eval_num_rays_per_chunk=2048,
     )
-    config.optimizers = _optimizers(max_steps, lr=1e-3)
-    return config
+    return tiny_trainer(aenerf_config(), "aenerf-tiny", model)
 
 
 aenerf_method = MethodSpecification(

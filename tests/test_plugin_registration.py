@@ -10,8 +10,9 @@ def test_methods_and_dataparser_are_discovered():
     from nerfstudio.plugins.registry_dataparser import discover_dataparsers
 
     methods, descriptions = discover_methods()
-    assert {"aenerf", "aenerf-tiny"} <= set(methods)
+    assert {"aenerf", "aenerf-tiny", "ssp-nerf", "ssp-nerf-tiny"} <= set(methods)
     assert methods["aenerf-tiny"].method_name == "aenerf-tiny"
+    assert methods["ssp-nerf-tiny"].method_name == "ssp-nerf-tiny"
     assert "talking-head" in discover_dataparsers()[0]
 
 
@@ -25,6 +26,11 @@ def test_ns_train_help_lists_and_describes_methods():
     assert out.returncode == 0, out.stderr[-2000:]
     assert "talking-head" in out.stdout
     assert "parsing-loss-mult" in out.stdout
+    out = subprocess.run(
+        [str(VENV_BIN / "ns-train"), "ssp-nerf-tiny", "--help"], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "use-torso-deformation" in out.stdout and "semantic-aware" in out.stdout
 
 
 def test_torchvision_imports_in_a_fresh_interpreter():
