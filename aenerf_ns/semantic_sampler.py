@@ -1,13 +1,14 @@
 """Semantic-aware dynamic ray sampling (SSP-NeRF): rays go where the photometric loss currently is.
 
-Each batch splits its rays over the parsing classes present in the images. A class's share is its
+Part of each batch (`uniform_fraction`) is drawn uniformly over all pixels, so large regions stay
+covered; the rest is split over the parsing classes present in the images. There a class's share is its
 running photometric loss (an exponential moving average of the mean per-ray squared error, fed back by
 the model after every training step) relative to the others', with a floor so that no class starves;
 inside a class, pixels are drawn uniformly. Small regions with high error, such as the mouth, thus get
 far more rays than their area would give them, and the allocation follows training as regions improve.
 
 The paper gives no formula; this one is ours (docs/ssp-nerf.md). Before any loss is known every class
-gets the same share. `semantic_aware=False` is the ablation: rays uniform over all pixels.
+gets the same loss-driven share. `semantic_aware=False` is the ablation: rays uniform over all pixels.
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ class SemanticPixelSamplerConfig(PixelSamplerConfig):
     _target: type = field(default_factory=lambda: SemanticPixelSampler)
     semantic_aware: bool = True
     """Allocate rays to parsing classes by their running loss; False draws rays uniformly (ablation)."""
+    uniform_fraction: float = 0.5
+    """Part of each batch drawn uniformly over all pixels (keeps large regions covered); the rest by loss."""
     floor: float = 0.04
-    """Smallest share of a batch any class present in the images receives."""
+    """Smallest share of the loss-driven part any class present in the images receives."""
     momentum: float = 0.9
     """Weight of the past in the running per-class loss (exponential moving average)."""
     label_key: str = "parsing"
@@ -66,6 +69,7 @@ class SemanticPixelSampler(PixelSampler):
         self.generator: torch.Generator | None = None
         self._pixels_key: tuple | None = None
         self._pixels: list[Tensor] = []
+        self._area: Tensor | None = None
 
     # ------------------------------------------------------------------ feedback from the model
     def update(self, loss_sum: Float[Tensor, "K"], count: Float[Tensor, "K"]) -> None:
@@ -77,8 +81,8 @@ class SemanticPixelSampler(PixelSampler):
         self.class_loss[seen] = m * self.class_loss[seen] + (1.0 - m) * mean
         self.updates += 1
 
-    def shares(self, present: Tensor | None = None) -> Float[Tensor, "K"]:
-        """Share of the next batch each class gets (zero for classes absent from the images)."""
+    def loss_shares(self, present: Tensor | None = None) -> Float[Tensor, "K"]:
+        """Each class's share of the loss-driven part of a batch (zero for classes absent from the images)."""
         present = torch.ones(self.num_classes, dtype=torch.bool) if present is None else present.cpu()
         k = int(present.sum())
         if k == 0:
@@ -86,6 +90,14 @@ class SemanticPixelSampler(PixelSampler):
         loss = torch.where(present, self.class_loss.clamp_min(1e-12), torch.zeros(()))
         floor = min(self.config.floor, 1.0 / k)
         return torch.where(present, floor + (1.0 - floor * k) * loss / loss.sum(), torch.zeros(()))
+
+    def shares(self, area: Tensor | None = None) -> Float[Tensor, "K"]:
+        """Expected share of the next batch per class, given the classes' pixel fractions `area`
+        (default: the last batch's images; equal areas before any batch)."""
+        if area is None:
+            area = self._area if self._area is not None else torch.full((self.num_classes,), 1.0 / self.num_classes)
+        u = self.config.uniform_fraction
+        return u * area + (1.0 - u) * self.loss_shares(area > 0)
 
     # ------------------------------------------------------------------ sampling
     def _class_pixels(self, labels: Tensor) -> list[Tensor]:
@@ -97,6 +109,7 @@ class SemanticPixelSampler(PixelSampler):
             counts = torch.bincount(flat, minlength=self.num_classes)[: self.num_classes]
             self._pixels = list(torch.split(order, counts.tolist()))
             self._pixels_key = key
+            self._area = counts.float() / flat.numel()
         return self._pixels
 
     def sample_classes(
@@ -109,9 +122,10 @@ class SemanticPixelSampler(PixelSampler):
             flat = torch.randint(0, n_img * h * w, (num_rays,), generator=self.generator)
         else:
             pixels = self._class_pixels(labels)
-            present = torch.tensor([len(p) > 0 for p in pixels])
-            counts = allocate(self.shares(present), num_rays)
-            parts = [
+            n_uniform = round(self.config.uniform_fraction * num_rays)
+            counts = allocate(self.loss_shares(self._area > 0), num_rays - n_uniform)
+            parts = [torch.randint(0, n_img * h * w, (n_uniform,), generator=self.generator)]
+            parts += [
                 p[torch.randint(0, len(p), (int(c),), generator=self.generator)]
                 for p, c in zip(pixels, counts)
                 if c > 0

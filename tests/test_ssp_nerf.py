@@ -35,7 +35,7 @@ def _fractions(sampler: SemanticPixelSampler, labels: torch.Tensor, rays: int = 
 
 
 def test_sampler_shifts_rays_to_the_class_whose_loss_grows():
-    sampler = SemanticPixelSampler(SemanticPixelSamplerConfig(floor=0.04, momentum=0.5))
+    sampler = SemanticPixelSampler(SemanticPixelSamplerConfig(floor=0.04, momentum=0.5, uniform_fraction=0.0))
     sampler.generator = torch.Generator().manual_seed(0)
     labels = _labels()
     area = torch.bincount(labels.reshape(-1).long(), minlength=len(LABEL_NAMES)).float() / labels.numel()
@@ -66,6 +66,13 @@ def test_uniform_ablation_follows_area_and_absent_classes_get_nothing():
     uniform = SemanticPixelSampler(SemanticPixelSamplerConfig(semantic_aware=False))
     uniform.generator = torch.Generator().manual_seed(1)
     assert torch.allclose(_fractions(uniform, labels, 20000), area, atol=0.015)
+
+    # The default keeps half of every batch uniform: shares mix pixel area and the loss-driven split.
+    mixed = SemanticPixelSampler(SemanticPixelSamplerConfig())
+    mixed.generator = torch.Generator().manual_seed(2)
+    measured = _fractions(mixed, labels, 20000)
+    expected = 0.5 * area + 0.5 / len(LABEL_NAMES)
+    assert torch.allclose(measured, expected, atol=0.015) and torch.allclose(mixed.shares(), expected, atol=1e-6)
 
     no_mouth = labels.clone()
     no_mouth[no_mouth == MOUTH_INTERIOR] = 4
@@ -160,3 +167,16 @@ def test_ssp_nerf_trains_renders_and_evaluates(ssp_run, speech_wav, tmp_path):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert isinstance(report["psnr"], float) and isinstance(report["lower_face_psnr"], float)
+
+
+@pytest.mark.slow
+def test_method_bench_compares_ssp_nerf_with_its_ablations_and_aenerf(tmp_path):
+    cmd = [str(VENV_BIN / "aenerf-method-bench"), "--output", str(tmp_path), "--skip", "audio", "fewshot", "fields"]
+    cmd += ["--ssp-steps", "2", "--resolution", "32", "--seconds", "3", "--eval-frames", "2", "--base-identities", "0"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())["ssp"]
+    assert set(results) == {"ssp-nerf", "ssp/uniform-rays", "ssp/no-torso-def", "aenerf"}
+    for figures in results.values():
+        assert isinstance(figures["torso_mse"], float) and isinstance(figures["lower_face_psnr"], float)
+    assert "torso" in run.stdout and "mouth" in run.stdout
