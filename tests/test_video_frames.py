@@ -68,3 +68,31 @@ def test_unreadable_videos_are_refused(tmp_path):
     write_wav(audio_only, np.zeros(16000, np.float32), 16000)
     with pytest.raises(VideoInputError, match="no video stream"):
         probe_video(audio_only)
+
+
+@pytest.mark.parametrize("degrees", [90, 270])
+def test_phone_rotation_metadata_turns_frames_upright_like_ffmpeg(tmp_path, degrees):
+    """Frames come out as ffmpeg's own auto-rotating decoder shows them."""
+    import subprocess
+
+    import cv2
+
+    from aenerf_ns.video_io import ffmpeg_executable
+
+    ff = ffmpeg_executable()
+    image = np.zeros((32, 64, 3), np.uint8)
+    image[:8, :8] = (255, 0, 0)
+    image[-8:, -16:] = (0, 255, 0)
+    for i in range(10):
+        cv2.imwrite(str(tmp_path / f"f{i:02d}.png"), image[..., ::-1])
+    plain, rotated, shown = tmp_path / "plain.mp4", tmp_path / "rotated.mp4", tmp_path / "shown.png"
+    run = lambda *a: subprocess.run([ff, "-y", "-loglevel", "error", *map(str, a)], check=True)  # noqa: E731
+    run("-framerate", 25, "-i", tmp_path / "f%02d.png", "-c:v", "libx264", "-pix_fmt", "yuv444p", "-crf", 0, plain)
+    run("-display_rotation:v:0", degrees, "-i", plain, "-c", "copy", rotated)
+    run("-i", rotated, "-frames:v", 1, shown)
+    expected = cv2.cvtColor(cv2.imread(str(shown)), cv2.COLOR_BGR2RGB)
+    info = probe_video(rotated)
+    assert info.rotation % 360 in (90, 270) and (info.width, info.height) == (32, 64)
+    _, frame = next(iter(resampled_frames(rotated, 25.0, 1)))
+    assert frame.shape == expected.shape
+    assert np.abs(frame.astype(int) - expected.astype(int)).mean() < 2
