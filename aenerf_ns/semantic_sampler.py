@@ -37,6 +37,9 @@ class SemanticPixelSamplerConfig(PixelSamplerConfig):
     """Smallest share of the loss-driven part any class present in the images receives."""
     momentum: float = 0.9
     """Weight of the past in the running per-class loss (exponential moving average)."""
+    unbiased: bool = True
+    """Weight each ray by its class's pixel share over its sampling share (`ray_weight`), so the photometric
+    loss stays the full-image mean: more rays where the error is, without reweighting the regions."""
     label_key: str = "parsing"
     """Batch key of the per-pixel parsing label map."""
 
@@ -141,5 +144,10 @@ class SemanticPixelSampler(PixelSampler):
                 f"the semantic sampler needs a per-pixel '{key}' label map in each batch; use the talking-head "
                 "dataset (TalkingHeadDataset) or a dataset that provides it"
             )
-        indices, _ = self.sample_classes(batch[key][..., 0], num_rays_per_batch)
-        return gather_pixels(batch, indices, keep_full_image)
+        indices, classes = self.sample_classes(batch[key][..., 0], num_rays_per_batch)
+        collated = gather_pixels(batch, indices, keep_full_image)
+        if self.config.semantic_aware and self.config.unbiased:
+            area = self._area
+            weights = area / self.shares(area).clamp_min(1e-12)
+            collated["ray_weight"] = weights[classes][:, None].to(batch["image"].device)
+        return collated

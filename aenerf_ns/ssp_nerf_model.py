@@ -200,7 +200,14 @@ class SSPNeRFModel(TalkingHeadModel):
         bg = self._batch_background(batch, gt)
         pred = self._composite(outputs["rgb"], outputs["accumulation"], bg)
         pred_coarse = self._composite(outputs["rgb_coarse"], outputs["accumulation_coarse"], bg)
-        loss = {"rgb_loss_coarse": F.mse_loss(pred_coarse, gt), "rgb_loss_fine": F.mse_loss(pred, gt)}
+        if "ray_weight" in batch:  # the unbiased sampler's correction: a full-image mean despite uneven rays
+            w = batch["ray_weight"].to(self.device).reshape(-1, 1)
+            loss = {
+                "rgb_loss_coarse": ((pred_coarse - gt) ** 2 * w).sum() / (3 * w.sum()),
+                "rgb_loss_fine": ((pred - gt) ** 2 * w).sum() / (3 * w.sum()),
+            }
+        else:
+            loss = {"rgb_loss_coarse": F.mse_loss(pred_coarse, gt), "rgb_loss_fine": F.mse_loss(pred, gt)}
         if "parsing" in batch:
             labels = batch["parsing"].to(self.device).long().reshape(-1)
             if self.config.parsing_loss_mult > 0:

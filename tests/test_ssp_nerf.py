@@ -180,3 +180,26 @@ def test_method_bench_compares_ssp_nerf_with_its_ablations_and_aenerf(tmp_path):
     for figures in results.values():
         assert isinstance(figures["torso_mse"], float) and isinstance(figures["lower_face_psnr"], float)
     assert "torso" in run.stdout and "mouth" in run.stdout
+
+
+def test_unbiased_weights_restore_pixel_area():
+    """With `unbiased`, rays carry weights that make each class count by its pixel share again."""
+    labels = _labels()
+    area = torch.bincount(labels.reshape(-1).long(), minlength=len(LABEL_NAMES)).float() / labels.numel()
+    sampler = SemanticPixelSampler(SemanticPixelSamplerConfig(unbiased=True, momentum=0.0))
+    sampler.generator = torch.Generator().manual_seed(3)
+    losses = torch.full((len(LABEL_NAMES),), 0.01)
+    losses[MOUTH_INTERIOR] = 1.0
+    sampler.update(losses, torch.ones(len(LABEL_NAMES)))
+    batch = {
+        "image": torch.rand(2, 40, 40, 3),
+        "image_idx": torch.tensor([7, 9]),
+        "parsing": labels[..., None],
+    }
+    collated = sampler.collate_image_dataset_batch(batch, 20000)
+    classes = collated["parsing"][:, 0].long()
+    weights = collated["ray_weight"][:, 0]
+    assert (classes == MOUTH_INTERIOR).float().mean() > 0.3, "the mouth is oversampled"
+    weighted = torch.zeros(len(LABEL_NAMES)).index_add_(0, classes, weights) / weights.sum()
+    assert torch.allclose(weighted, area, atol=0.01)
+    assert set(collated["indices"][:, 0].tolist()) == {7, 9}
