@@ -319,26 +319,16 @@ class AENeRFModel(TalkingHeadModel):
             groups = metadata["ray_group"].reshape(-1).long()
         codes = self.audio_codes(ray_bundle)
         ref_codes = self.reference_audio_codes() if self.config.use_references else None  # once for both passes
-        samples_coarse = self.sampler_uniform(ray_bundle)
-        coarse = self._render(samples_coarse, codes, ref_codes, identities, groups)
-        samples_fine = self.sampler_pdf(ray_bundle, samples_coarse, coarse["weights"])
-        fine = self._render(samples_fine, codes, ref_codes, identities, groups)
-        probs = fine["parsing_probs"]
-        outputs = {
-            "rgb": fine["rgb"],
-            "accumulation": fine["accumulation"],
-            "depth": fine["depth"],
-            "parsing_probs": probs,
-            "audio_region": probs[..., self.region_ids].sum(-1, keepdim=True),
-            "mask_aa": fine["mask_aa"],
-            "mask_ai": fine["mask_ai"],
-            "rgb_coarse": coarse["rgb"],
-            "accumulation_coarse": coarse["accumulation"],
-            "parsing_probs_coarse": coarse["parsing_probs"],
-            "mask_aa_coarse": coarse["mask_aa"],
-            "mask_ai_coarse": coarse["mask_ai"],
-            "ray_group": groups[:, None],
-        }
+        coarse, fine, outputs = self.render_two_pass(
+            ray_bundle, lambda samples: self._render(samples, codes, ref_codes, identities, groups)
+        )
+        outputs.update(
+            mask_aa=fine["mask_aa"],
+            mask_ai=fine["mask_ai"],
+            mask_aa_coarse=coarse["mask_aa"],
+            mask_ai_coarse=coarse["mask_ai"],
+            ray_group=groups[:, None],
+        )
         if self.training:
             outputs["offsets"] = torch.cat([coarse["offsets"], fine["offsets"]])
         if len(shape) != 1:

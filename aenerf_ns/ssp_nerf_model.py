@@ -148,21 +148,9 @@ class SSPNeRFModel(TalkingHeadModel):
             ray_bundle = ray_bundle.flatten()
         codes = self.audio_codes(ray_bundle)
         pose, latents = self._ray_conditions(ray_bundle)
-        samples_coarse = self.sampler_uniform(ray_bundle)
-        coarse = self._render(samples_coarse, codes, pose, latents)
-        samples_fine = self.sampler_pdf(ray_bundle, samples_coarse, coarse["weights"])
-        fine = self._render(samples_fine, codes, pose, latents)
-        probs = fine["parsing_probs"]
-        outputs = {
-            "rgb": fine["rgb"],
-            "accumulation": fine["accumulation"],
-            "depth": fine["depth"],
-            "parsing_probs": probs,
-            "audio_region": probs[..., self.region_ids].sum(-1, keepdim=True),
-            "rgb_coarse": coarse["rgb"],
-            "accumulation_coarse": coarse["accumulation"],
-            "parsing_probs_coarse": coarse["parsing_probs"],
-        }
+        coarse, fine, outputs = self.render_two_pass(
+            ray_bundle, lambda samples: self._render(samples, codes, pose, latents)
+        )
         if self.training and "torso_offsets" in fine:
             outputs["torso_offsets"] = torch.cat([coarse["torso_offsets"], fine["torso_offsets"]])
         if len(shape) != 1:

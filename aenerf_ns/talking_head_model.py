@@ -199,6 +199,26 @@ class TalkingHeadModel(Model):
         windows = self.audio_table[neighbour_rows(uniq, self._radius(), self.audio_first, self.audio_last)]
         return self._encode_windows(windows)[inverse]
 
+    # ------------------------------------------------------------------ rendering
+    def render_two_pass(self, ray_bundle: RayBundle, render) -> tuple[dict[str, Tensor], dict[str, Tensor], dict]:
+        """Coarse pass on stratified samples, fine pass where it found density; `render(samples)` shades
+        one pass. Returns both passes and the outputs every talking-head model has."""
+        samples_coarse = self.sampler_uniform(ray_bundle)
+        coarse = render(samples_coarse)
+        fine = render(self.sampler_pdf(ray_bundle, samples_coarse, coarse["weights"]))
+        probs = fine["parsing_probs"]
+        outputs = {
+            "rgb": fine["rgb"],
+            "accumulation": fine["accumulation"],
+            "depth": fine["depth"],
+            "parsing_probs": probs,
+            "audio_region": probs[..., self.region_ids].sum(-1, keepdim=True),
+            "rgb_coarse": coarse["rgb"],
+            "accumulation_coarse": coarse["accumulation"],
+            "parsing_probs_coarse": coarse["parsing_probs"],
+        }
+        return coarse, fine, outputs
+
     # ------------------------------------------------------------------ losses and metrics
     def _composite(self, rgb: Tensor, accumulation: Tensor, background: Tensor) -> Tensor:
         return rgb + (1.0 - accumulation) * background

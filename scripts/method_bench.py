@@ -62,26 +62,25 @@ class MethodBenchArgs:
     """Parts to skip: 'audio', 'fewshot', 'fields', 'ssp'."""
 
 
-def _config(data: Path, args: MethodBenchArgs, train_fraction: float = 0.5, **model):
-    from aenerf_ns.method_configs.aenerf_methods import aenerf_tiny_config
-
-    config = aenerf_tiny_config()
+def _config(
+    data: Path,
+    args: MethodBenchArgs,
+    train_fraction: float = 0.5,
+    method: Literal["aenerf", "ssp-nerf"] = "aenerf",
+    semantic_aware: bool = True,
+    **model,
+):
+    """The CPU preset of `method` on `data`, with model settings overridden by `model`."""
+    if method == "aenerf":
+        from aenerf_ns.method_configs.aenerf_methods import aenerf_tiny_config as tiny_config
+    else:
+        from aenerf_ns.method_configs.ssp_nerf_methods import ssp_nerf_tiny_config as tiny_config
+    config = tiny_config()
     config.pipeline.datamanager.data = data
     config.pipeline.datamanager.dataparser.data = data
     config.pipeline.datamanager.dataparser.train_fraction = train_fraction
-    config.pipeline.model.position_encoding = args.position_encoding
-    for key, value in model.items():
-        setattr(config.pipeline.model, key, value)
-    return config
-
-
-def _ssp_config(data: Path, args: MethodBenchArgs, semantic_aware: bool = True, **model):
-    from aenerf_ns.method_configs.ssp_nerf_methods import ssp_nerf_tiny_config
-
-    config = ssp_nerf_tiny_config()
-    config.pipeline.datamanager.data = data
-    config.pipeline.datamanager.dataparser.data = data
-    config.pipeline.datamanager.pixel_sampler.semantic_aware = semantic_aware
+    if method == "ssp-nerf":
+        config.pipeline.datamanager.pixel_sampler.semantic_aware = semantic_aware
     config.pipeline.model.position_encoding = args.position_encoding
     for key, value in model.items():
         setattr(config.pipeline.model, key, value)
@@ -289,9 +288,9 @@ def main(args: MethodBenchArgs) -> dict:
     if "ssp" not in args.skip:
         target = data / "synth00"
         runs = {
-            "ssp-nerf": _ssp_config(target, args),
-            "ssp/uniform-rays": _ssp_config(target, args, semantic_aware=False),
-            "ssp/no-torso-def": _ssp_config(target, args, use_torso_deformation=False),
+            "ssp-nerf": _config(target, args, method="ssp-nerf"),
+            "ssp/uniform-rays": _config(target, args, method="ssp-nerf", semantic_aware=False),
+            "ssp/no-torso-def": _config(target, args, method="ssp-nerf", use_torso_deformation=False),
             "aenerf": _config(target, args),
         }
         ssp = {}

@@ -156,8 +156,9 @@ def test_live_viewer_shows_a_rendered_frame_in_a_real_browser(sample_dataset, ns
         viewport = image[80:680, 20:640]  # the 3D view, left of the control panel
         assert viewport.std() > 1.0, "the viewport is blank"
         r, g, b = viewport.reshape(-1, 3).mean(0)
-        # an empty viewport is neutral grey; the sample's green plate and skin tones tint a rendered frame
-        assert g - b > 15, (r, g, b)
+        # an empty viewport is neutral grey (channels within a few levels); the sample's green plate tints
+        # a rendered frame (measured 15-25 levels greener than red and blue, depending on render progress)
+        assert g - max(r, b) > 8, (r, g, b)
         assert train.poll() is None, "training must survive the browser session"
     finally:
         train.terminate()
