@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Float
 from nerfstudio.cameras.rays import RayBundle, RaySamples
 from nerfstudio.field_components.encodings import NeRFEncoding
@@ -30,7 +29,6 @@ from torch import Tensor
 from aenerf_ns.audio_aware_aggregation import AudioAwareAggregation, AudioBlindAggregation
 from aenerf_ns.audio_field import AudioConditionedField
 from aenerf_ns.audio_smoothing import neighbour_rows
-from aenerf_ns.image_metrics import psnr
 from aenerf_ns.mask_blend import blend_dual_samples
 from aenerf_ns.reference_views import ReferenceEncoder, project_points, sample_reference_features, view_directions
 from aenerf_ns.region_sampler import AUDIO_ONLY, OTHER_ONLY, OVERLAP
@@ -94,7 +92,7 @@ class AENeRFModel(TalkingHeadModel):
         window, feature_dim = metadata.get("audio_feature_shape", (16, 80))
         audio_dim = self.audio_dim
         table, first, last = self.audio_table, self.audio_first, self.audio_last
-        radius = cfg.audio_smoothing_radius if self.audio_smoother else 0
+        radius = self._radius()
 
         # references of every identity (persistent: the model is tied to the frames it was trained with)
         refs = metadata.get("references")
@@ -337,27 +335,18 @@ class AENeRFModel(TalkingHeadModel):
 
     # ------------------------------------------------------------------ losses and metrics
     def get_metrics_dict(self, outputs, batch) -> dict[str, Tensor]:
-        gt = batch["image"].to(self.device)[..., :3]
-        pred = self._composite(outputs["rgb"], outputs["accumulation"], self._batch_background(batch, gt))
-        metrics = {"psnr": psnr(pred, gt)}
+        metrics = super().get_metrics_dict(outputs, batch)
         groups = outputs["ray_group"][..., 0]
         for name, group in (("aa", AUDIO_ONLY), ("ai", OTHER_ONLY), ("overlap", OVERLAP)):
             metrics[f"rays_{name}_fraction"] = (groups == group).float().mean()
         return metrics
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> dict[str, Tensor]:
-        gt = batch["image"].to(self.device)[..., :3]
-        bg = self._batch_background(batch, gt)
-        loss = {
-            "rgb_loss_coarse": F.mse_loss(
-                self._composite(outputs["rgb_coarse"], outputs["accumulation_coarse"], bg), gt
-            ),
-            "rgb_loss_fine": F.mse_loss(self._composite(outputs["rgb"], outputs["accumulation"], bg), gt),
-        }
+        loss = self.photometric_losses(outputs, batch)
         if "parsing" in batch:
             labels = batch["parsing"].to(self.device).long().reshape(-1)
             if self.config.parsing_loss_mult > 0:
-                loss["parsing_loss"] = self._parsing_loss(outputs, labels, ("parsing_probs_coarse", "parsing_probs"))
+                loss["parsing_loss"] = self._parsing_loss(outputs, labels)
             if self.config.mask_loss_mult > 0:
                 in_region = torch.isin(labels, self.region_ids).float()[:, None]
                 other = ((labels > 0).float()[:, None]) * (1.0 - in_region)

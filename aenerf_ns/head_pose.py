@@ -10,7 +10,7 @@ moving around it (see `dataset_format`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -106,6 +106,8 @@ class HeadTrack:
     """Principal point x in pixels."""
     cy: float
     """Principal point y in pixels."""
+    pnp_failed: list[int] = field(default_factory=list)
+    """Frames where PnP did not converge and the weak-perspective estimate was kept."""
 
     def camera_to_head(self) -> Float[np.ndarray, "frames 4 4"]:
         """Camera-to-world transforms with the head as the world, OpenGL camera axes (nerfstudio)."""
@@ -158,7 +160,7 @@ def solve_head_track(
     scales = np.array([s for s, _, _ in weak])
     if focal is None:
         focal = float(camera_distance * np.median(scales))
-    rotations, translations = [], []
+    rotations, translations, failed = [], [], []
     image_points = np.ascontiguousarray(landmarks[:, rigid, :2], dtype=np.float64)
     object_points = np.ascontiguousarray(face.points[rigid], dtype=np.float64)
     camera = np.array([[focal, 0, cx], [0, focal, cy], [0, 0, 1]], dtype=np.float64)
@@ -180,13 +182,14 @@ def solve_head_track(
         )
         if not ok:
             rvec, tvec = cv2.Rodrigues(r_cv)[0], guess_t.reshape(3, 1)
+            failed.append(len(rotations))
         rotations.append(cv2.Rodrigues(rvec)[0])
         translations.append(tvec.reshape(3))
     rotations, translations = np.array(rotations), np.array(translations)
-    raw = HeadTrack(rotations, translations, focal, cx, cy)
+    raw = HeadTrack(rotations, translations, focal, cx, cy, failed)
     if smoothing_sigma <= 0 or len(rotations) < 2:
         return raw
-    smooth = HeadTrack(*smooth_poses(rotations, translations, smoothing_sigma), focal, cx, cy)
+    smooth = HeadTrack(*smooth_poses(rotations, translations, smoothing_sigma), focal, cx, cy, failed)
     # Smoothing removes landmark jitter but would lag behind a quick real head movement: where it moves
     # the face by more than a pixel away from the landmarks, keep that frame's own pose.
     lag = reprojection_errors(smooth, face, landmarks)["rigid"] - reprojection_errors(raw, face, landmarks)["rigid"]

@@ -32,7 +32,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from aenerf_ns import parsing_labels as L
 from aenerf_ns.atomic_io import atomic_save_npy, atomic_save_png, atomic_write_bytes
 from aenerf_ns.audio_features import AudioFeatureConfig, compute_audio_features
-from aenerf_ns.audio_io import AudioError, check_not_silent, load_audio, write_wav
+from aenerf_ns.audio_io import AudioError, load_audio, write_wav
 from aenerf_ns.dataset_format import FrameRecord, TalkingHeadMeta, write_transforms
 from aenerf_ns.face_parsing import BackgroundPlate, parsing_map
 from aenerf_ns.face_tracking import Detections, detect_faces, person_masks, track_faces
@@ -477,13 +477,13 @@ def process_video(video: Path, output: Path, config: ProcessConfig | None = None
                 raise ProcessError(f"the audio track of {video} ends before the video ({audio.duration_s:.2f} s)")
             samples = np.pad(samples, (0, max(0, last - first - len(samples))))
             write_wav(audio_path, samples, audio.sample_rate)
-            try:
-                check_not_silent(load_audio(audio_path))
+            try:  # features from the written file (as the dataparser reads it); silence is refused here
+                written = load_audio(audio_path)
+                compute_audio_features(
+                    audio_path, config.fps, n_kept, config.audio, output / "cache" / "audio_features", audio=written
+                )
             except AudioError as exc:
                 raise ProcessError(f"{video}: {exc}") from None
-            compute_audio_features(
-                audio_path, config.fps, n_kept, config.audio, cache_dir=output / "cache" / "audio_features"
-            )
             state.mark("audio", keys["audio"])
         timings["audio_s"] = time.perf_counter() - t0
 
@@ -542,6 +542,7 @@ def process_video(video: Path, output: Path, config: ProcessConfig | None = None
             "rigid_max": round(float(errors["rigid"].max()), 3),
             "all_mean": round(float(errors["all"].mean()), 3),
             "rigid_landmarks": int(face.rigid.sum()),
+            "pnp_failed_frames": [i + start for i in head.pnp_failed],
         },
         "head_rotation_range_deg": np.ptp(head.angles_deg(), axis=0).round(2).tolist(),
         "background_inpainted_fraction": round(unseen, 4),

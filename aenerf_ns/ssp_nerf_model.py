@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Float
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.cameras.rays import RayBundle, RaySamples
@@ -28,7 +27,6 @@ from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttrib
 from nerfstudio.viewer.viewer_elements import ViewerText
 from torch import Tensor
 
-from aenerf_ns.image_metrics import psnr
 from aenerf_ns.parsing_labels import LABEL_NAMES
 from aenerf_ns.talking_head_model import TalkingHeadModel, TalkingHeadModelConfig
 from aenerf_ns.torso_deformation import TorsoDeformation
@@ -172,9 +170,7 @@ class SSPNeRFModel(TalkingHeadModel):
 
     # ------------------------------------------------------------------ losses and metrics
     def get_metrics_dict(self, outputs, batch) -> dict[str, Tensor]:
-        gt = batch["image"].to(self.device)[..., :3]
-        pred = self._composite(outputs["rgb"], outputs["accumulation"], self._batch_background(batch, gt))
-        metrics = {"psnr": psnr(pred, gt)}
+        metrics = super().get_metrics_dict(outputs, batch)
         if "parsing" in batch and self.training:
             labels = batch["parsing"].to(self.device).long().reshape(-1)
             measured = torch.bincount(labels, minlength=self.num_classes).float() / labels.numel()
@@ -184,24 +180,14 @@ class SSPNeRFModel(TalkingHeadModel):
         return metrics
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> dict[str, Tensor]:
-        gt = batch["image"].to(self.device)[..., :3]
-        bg = self._batch_background(batch, gt)
-        pred = self._composite(outputs["rgb"], outputs["accumulation"], bg)
-        pred_coarse = self._composite(outputs["rgb_coarse"], outputs["accumulation_coarse"], bg)
-        if "ray_weight" in batch:  # the unbiased sampler's correction: a full-image mean despite uneven rays
-            w = batch["ray_weight"].to(self.device).reshape(-1, 1)
-            loss = {
-                "rgb_loss_coarse": ((pred_coarse - gt) ** 2 * w).sum() / (3 * w.sum()),
-                "rgb_loss_fine": ((pred - gt) ** 2 * w).sum() / (3 * w.sum()),
-            }
-        else:
-            loss = {"rgb_loss_coarse": F.mse_loss(pred_coarse, gt), "rgb_loss_fine": F.mse_loss(pred, gt)}
+        loss = self.photometric_losses(outputs, batch)
         if "parsing" in batch:
             labels = batch["parsing"].to(self.device).long().reshape(-1)
             if self.config.parsing_loss_mult > 0:
-                loss["parsing_loss"] = self._parsing_loss(outputs, labels, ("parsing_probs_coarse", "parsing_probs"))
+                loss["parsing_loss"] = self._parsing_loss(outputs, labels)
             if self.training:  # what the semantic sampler learns from: this batch's error per class
-                per_ray = ((pred.detach() - gt) ** 2).mean(-1).reshape(-1)
+                gt = batch["image"].to(self.device)[..., :3]
+                per_ray = ((self.composited(outputs, batch).detach() - gt) ** 2).mean(-1).reshape(-1)
                 sums = torch.zeros(self.num_classes, device=per_ray.device).index_add_(0, labels, per_ray)
                 counts = torch.bincount(labels, minlength=self.num_classes).float()
                 self._class_stats = (sums, counts)

@@ -228,10 +228,35 @@ class TalkingHeadModel(Model):
             return torch.zeros_like(like)
         return batch["background"].to(like.device).float() / 255.0
 
-    def _parsing_loss(self, outputs: dict[str, Tensor], labels: Tensor, keys: tuple[str, ...]) -> Tensor:
-        """Cross-entropy of the rendered parsing probabilities against the label of each ray."""
+    def composited(self, outputs: dict[str, Tensor], batch: dict[str, Tensor], suffix: str = "") -> Tensor:
+        """The rays' colour over the batch's background plate (`suffix` "_coarse" for the coarse pass)."""
+        gt = batch["image"].to(self.device)[..., :3]
+        background = self._batch_background(batch, gt)
+        return self._composite(outputs["rgb" + suffix], outputs["accumulation" + suffix], background)
+
+    def photometric_losses(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """MSE of both passes against the batch. A sampler that draws rays unevenly may attach `ray_weight`
+        per ray; the loss is then the weighted mean, i.e. still the full-image mean in expectation."""
+        gt = batch["image"].to(self.device)[..., :3]
+        weight = batch.get("ray_weight")
+        loss = {}
+        for name, suffix in (("rgb_loss_coarse", "_coarse"), ("rgb_loss_fine", "")):
+            pred = self.composited(outputs, batch, suffix)
+            if weight is None:
+                loss[name] = F.mse_loss(pred, gt)
+            else:
+                w = weight.to(self.device).reshape(-1, 1)
+                loss[name] = ((pred - gt) ** 2 * w).sum() / (3 * w.sum())
+        return loss
+
+    def get_metrics_dict(self, outputs, batch) -> dict[str, Tensor]:
+        gt = batch["image"].to(self.device)[..., :3]
+        return {"psnr": psnr(self.composited(outputs, batch), gt)}
+
+    def _parsing_loss(self, outputs: dict[str, Tensor], labels: Tensor) -> Tensor:
+        """Cross-entropy of both passes' rendered parsing probabilities against the label of each ray."""
         nll = 0.0
-        for key in keys:
+        for key in ("parsing_probs_coarse", "parsing_probs"):
             probs = outputs[key].reshape(-1, self.num_classes)
             nll = nll + F.nll_loss(torch.log(probs.clamp_min(1e-6)), labels)
         return self.config.parsing_loss_mult * nll

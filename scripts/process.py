@@ -53,6 +53,9 @@ def main(args: ProcessArgs) -> int:
         f"mean reprojection error {rep['rigid_mean']:.2f} px (rigid landmarks), {rep['all_mean']:.2f} px (all), "
         f"{wall:.1f} s ({1000 * wall / max(frames['resampled'], 1):.0f} ms per frame)"
     )
+    if rep["pnp_failed_frames"]:
+        failed = rep["pnp_failed_frames"]
+        console.print(f"[yellow]pose solving did not converge in {len(failed)} frame(s), e.g. {failed[:5]}[/]")
     console.print(f"check the tracking: {args.output / 'preview.png'} and {args.output / 'pose_angles.png'}")
     console.print(f"train: ns-train aenerf --data {args.output}")
     return 0
