@@ -49,6 +49,8 @@ class TalkingHeadDataParserConfig(DataParserConfig):
     """How the clip's audio becomes per-frame features."""
     scene_aabb: tuple[tuple[float, float, float], tuple[float, float, float]] = DEFAULT_AABB
     """Scene bounds (min corner, max corner) in head coordinates."""
+    frame_times: bool = False
+    """Give cameras a time (frame index / (frames - 1) of their clip) for time-conditioned methods such as dnerf."""
 
 
 def find_dataset_folders(data: Path) -> list[Path]:
@@ -160,7 +162,7 @@ class TalkingHeadDataParser(DataParser):
         identities = self._load()
         first = identities[0].meta
         poses, fx, fy, cx, cy, audio_index, identity_index = [], [], [], [], [], [], []
-        image_filenames, parsing_filenames, frame_indices, mouth = [], [], [], []
+        image_filenames, parsing_filenames, frame_indices, mouth, times = [], [], [], [], []
         plates = []
         for k, ident in enumerate(identities):
             meta = ident.meta
@@ -173,6 +175,7 @@ class TalkingHeadDataParser(DataParser):
             image_filenames += [meta.frames[i].image_path for i in idx]
             parsing_filenames += [meta.frames[i].parsing_path for i in idx]
             frame_indices.append(idx)
+            times.append(idx / max(meta.num_frames - 1, 1))
             mouth += [meta.frames[i].mouth_open for i in idx]
             plate = None
             if meta.background_path is not None:
@@ -196,6 +199,7 @@ class TalkingHeadDataParser(DataParser):
             width=first.width,
             height=first.height,
             camera_type=CameraType.PERSPECTIVE,
+            times=column(times) if self.config.frame_times else None,
             metadata={"audio_index": column(audio_index), "identity": column(identity_index)},
         )
         table = np.concatenate([ident.features for ident in identities])
