@@ -41,13 +41,14 @@ def lpips_metric(device: torch.device | str = "cpu"):
     return LearnedPerceptualImagePatchSimilarity(net_type="alex", normalize=True).to(device).eval(), None
 
 
-def _json_safe(value):
+def json_safe(value):
+    """`value` with non-finite floats replaced by None (JSON has no NaN), through dicts and lists."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -60,7 +61,7 @@ def format_metric(value) -> str:
 
 def write_report(output_dir: Path, result: dict) -> None:
     """metrics.json (non-finite numbers become null)."""
-    atomic_write_bytes(Path(output_dir) / "metrics.json", json.dumps(_json_safe(result), indent=2).encode())
+    atomic_write_bytes(Path(output_dir) / "metrics.json", json.dumps(json_safe(result), indent=2).encode())
 
 
 def plot_mouth_opening(path: Path, times: np.ndarray, series: dict[str, np.ndarray], envelope: np.ndarray | None):

@@ -50,7 +50,8 @@ class TalkingHeadDataParserConfig(DataParserConfig):
     scene_aabb: tuple[tuple[float, float, float], tuple[float, float, float]] = DEFAULT_AABB
     """Scene bounds (min corner, max corner) in head coordinates."""
     frame_times: bool = False
-    """Give cameras a time (frame index / (frames - 1) of their clip) for time-conditioned methods such as dnerf."""
+    """Give cameras a time (frame index / (frames - 1) of their clip) for time-conditioned methods such as
+    dnerf; held-out frames get the last training frame's time, since such a method knows no later time."""
 
 
 def find_dataset_folders(data: Path) -> list[Path]:
@@ -175,7 +176,8 @@ class TalkingHeadDataParser(DataParser):
             image_filenames += [meta.frames[i].image_path for i in idx]
             parsing_filenames += [meta.frames[i].parsing_path for i in idx]
             frame_indices.append(idx)
-            times.append(idx / max(meta.num_frames - 1, 1))
+            last_trained = self.split_indices(meta.num_frames, "train")[-1]
+            times.append(np.minimum(idx, last_trained) / max(meta.num_frames - 1, 1))
             mouth += [meta.frames[i].mouth_open for i in idx]
             plate = None
             if meta.background_path is not None:
