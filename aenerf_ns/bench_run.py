@@ -116,6 +116,24 @@ def _psnr_on(model, cameras, heldout: HeldoutFrames, picks) -> float:
     return float(np.mean(scores))
 
 
+def train_step(pipeline, optimizers, callbacks: list, step: int) -> Tensor:
+    """One training iteration as ns-train runs it (without mixed precision); returns the summed loss."""
+    from nerfstudio.engine.callbacks import TrainingCallbackLocation
+
+    pipeline.train()
+    for callback in callbacks:
+        callback.run_callback_at_location(step, TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
+    _, loss_dict, _ = pipeline.get_train_loss_dict(step)
+    loss = sum(loss_dict.values())
+    optimizers.zero_grad_all()
+    loss.backward()
+    optimizers.optimizer_step_all()
+    optimizers.scheduler_step_all(step)
+    for callback in callbacks:
+        callback.run_callback_at_location(step, TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
+    return loss
+
+
 def train_with_budget(config, settings: RunSettings, label: str, heldout: HeldoutFrames, device: str) -> dict:
     """Train in-process like ns-train (training callbacks included) until the step or time budget is spent.
 
@@ -123,7 +141,7 @@ def train_with_budget(config, settings: RunSettings, label: str, heldout: Heldou
     [(training seconds, step, held-out PSNR, mean training loss of the last 20 steps)] and the peak
     memory of training.
     """
-    from nerfstudio.engine.callbacks import TrainingCallbackAttributes, TrainingCallbackLocation
+    from nerfstudio.engine.callbacks import TrainingCallbackAttributes
     from nerfstudio.engine.optimizers import Optimizers
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -157,17 +175,7 @@ def train_with_budget(config, settings: RunSettings, label: str, heldout: Heldou
             task = progress.add_task("", total=total)
             while step < steps_cap and (settings.budget_steps is not None or seconds < settings.budget_seconds):
                 start = now()
-                pipeline.train()
-                for callback in callbacks:
-                    callback.run_callback_at_location(step, TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
-                _, loss_dict, _ = pipeline.get_train_loss_dict(step)
-                loss = sum(loss_dict.values())
-                optimizers.zero_grad_all()
-                loss.backward()
-                optimizers.optimizer_step_all()
-                optimizers.scheduler_step_all(step)
-                for callback in callbacks:
-                    callback.run_callback_at_location(step, TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
+                loss = train_step(pipeline, optimizers, callbacks, step)
                 synchronize(device)
                 seconds += now() - start
                 step += 1

@@ -299,7 +299,7 @@ def main(args: BenchArgs) -> dict:
     from aenerf_ns.bench_methods import BY_NAME, METHODS, REFERENCE
     from aenerf_ns.evaluation import json_safe
 
-    console = Console(width=None if sys.stdout.isatty() else 132)  # logs keep the table's rows whole
+    console = Console(width=None if sys.stdout.isatty() else 140)  # logs keep the table's rows whole
     unknown = [m for m in args.methods if m not in BY_NAME]
     if unknown:
         raise SystemExit(f"aenerf-bench: error: unknown method(s) {unknown}; choose from {list(BY_NAME)}")

@@ -120,12 +120,14 @@ def train(
 ):
     """Train a pipeline in-process; returns (pipeline, ms per step, [(step, held-out PSNR)]).
 
-    `callbacks` runs the model's after-iteration training callbacks (SSP-NeRF's sampler feedback).
+    `callbacks` runs the model's training callbacks (SSP-NeRF's sampler feedback).
     """
     import torch
-    from nerfstudio.engine.callbacks import TrainingCallbackAttributes, TrainingCallbackLocation
+    from nerfstudio.engine.callbacks import TrainingCallbackAttributes
     from nerfstudio.engine.optimizers import Optimizers
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from aenerf_ns.bench_run import train_step
 
     torch.manual_seed(seed)
     config.max_num_iterations = steps
@@ -133,10 +135,10 @@ def train(
         group["scheduler"].max_steps = steps
     pipeline = config.pipeline.setup(device="cpu" if not torch.cuda.is_available() else "cuda", test_mode="val")
     optimizers = Optimizers(config.optimizers, pipeline.get_param_groups())
-    after_step = []
+    model_callbacks = []
     if callbacks:
         attributes = TrainingCallbackAttributes(optimizers, None, pipeline, None)
-        after_step = pipeline.get_training_callbacks(attributes)
+        model_callbacks = pipeline.get_training_callbacks(attributes)
     curve = []  # (step, held-out PSNR, training seconds so far)
     train_seconds = 0.0
     columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -146,15 +148,7 @@ def train(
             if eval_every and step % eval_every == 0:
                 curve.append((step, heldout_psnr(pipeline), train_seconds))
             start = time.perf_counter()
-            pipeline.train()
-            _, loss_dict, _ = pipeline.get_train_loss_dict(step)
-            loss = sum(loss_dict.values())
-            optimizers.zero_grad_all()
-            loss.backward()
-            optimizers.optimizer_step_all()
-            optimizers.scheduler_step_all(step)
-            for callback in after_step:
-                callback.run_callback_at_location(step, TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
+            train_step(pipeline, optimizers, model_callbacks, step)
             train_seconds += time.perf_counter() - start
             progress.advance(task)
     if eval_every:

@@ -87,24 +87,31 @@ def test_bad_arguments_get_clear_errors(tmp_path):
     assert proc.returncode != 0 and b"holds no transforms.json" in proc.stderr
 
 
-def test_every_method_in_the_roster_trains(sample_dataset):
-    """Each configuration (peers, both fields, the ablations, SSP-NeRF) builds and takes training steps."""
-    from aenerf_ns.bench_methods import METHODS as ROSTER
-    from aenerf_ns.bench_run import HeldoutFrames, RunSettings, train_with_budget
+def _settings(data: Path, budget_steps: int | None = None, budget_seconds: float | None = None, curve_points=1):
+    """Benchmark settings for in-process training on the small sample: 64 rays, one-frame curve points."""
+    from aenerf_ns.bench_run import RunSettings
 
-    settings = RunSettings(
-        data=str(sample_dataset),
+    return RunSettings(
+        data=str(data),
         small=True,
         train_fraction=0.5,
         rays=64,
-        budget_steps=2,
-        budget_seconds=None,
-        curve_points=1,
+        budget_steps=budget_steps,
+        budget_seconds=budget_seconds,
+        curve_points=curve_points,
         curve_frames=1,
         eval_frames=1,
         max_offset=1,
         scaling=(),
     )
+
+
+def test_every_method_in_the_roster_trains(sample_dataset):
+    """Each configuration (peers, both fields, the ablations, SSP-NeRF) builds and takes training steps."""
+    from aenerf_ns.bench_methods import METHODS as ROSTER
+    from aenerf_ns.bench_run import HeldoutFrames, train_with_budget
+
+    settings = _settings(sample_dataset, budget_steps=2, curve_points=1)
     heldout = HeldoutFrames(sample_dataset, 0.5)
     for method in ROSTER:
         config = method.build(sample_dataset, True, 0.5, 64)
@@ -114,21 +121,9 @@ def test_every_method_in_the_roster_trains(sample_dataset):
 
 def test_time_budget_stops_training(sample_dataset):
     from aenerf_ns.bench_methods import BY_NAME
-    from aenerf_ns.bench_run import HeldoutFrames, RunSettings, train_with_budget
+    from aenerf_ns.bench_run import HeldoutFrames, train_with_budget
 
-    settings = RunSettings(
-        data=str(sample_dataset),
-        small=True,
-        train_fraction=0.5,
-        rays=64,
-        budget_steps=None,
-        budget_seconds=2.0,
-        curve_points=2,
-        curve_frames=1,
-        eval_frames=1,
-        max_offset=1,
-        scaling=(),
-    )
+    settings = _settings(sample_dataset, budget_seconds=2.0, curve_points=2)
     config = BY_NAME["ssp-nerf"].build(sample_dataset, True, 0.5, 64)
     trained = train_with_budget(config, settings, "ssp-nerf", HeldoutFrames(sample_dataset, 0.5), "cpu")
     assert 2.0 <= trained["train_seconds"] < 4.0 and trained["steps"] > 3
