@@ -238,7 +238,8 @@ def scaling_table(results: dict[str, dict], memory_label: str):
 
 
 def plot_curves(path: Path, results: dict[str, dict], roles: dict[str, str]) -> None:
-    """Held-out PSNR against training seconds, one line per method, as a PNG."""
+    """Held-out PSNR against training seconds, one line per method, as a PNG (each method keeps its colour
+    from run to run: the n-th method of `roles` is matplotlib's colour Cn)."""
     import io
 
     import matplotlib
@@ -249,13 +250,15 @@ def plot_curves(path: Path, results: dict[str, dict], roles: dict[str, str]) -> 
     from aenerf_ns.atomic_io import atomic_write_bytes
 
     styles = {"peer": ":", "ours": "-", "ablation": "--"}
+    colours = {name: f"C{k % 10}" for k, name in enumerate(roles)}
     fig, ax = plt.subplots(figsize=(8, 4.8))
     for name, r in results.items():
         if "error" in r:
             continue
         seconds = [p["seconds"] for p in r["curve"]]
         values = [p["psnr"] for p in r["curve"]]
-        ax.plot(seconds, values, styles.get(roles.get(name), "-"), marker="o", markersize=3, label=name)
+        style = styles.get(roles.get(name), "-")
+        ax.plot(seconds, values, style, color=colours.get(name), marker="o", markersize=3, label=name)
     ax.set_xlabel("training wall-clock seconds (evaluation excluded)")
     ax.set_ylabel("held-out PSNR (dB)")
     ax.grid(alpha=0.3)
