@@ -89,8 +89,10 @@ class HeldoutFrames:
     def image(self, i: int) -> Float[Tensor, "h w 3"]:
         return self.dataset[i]["image"][..., :3]
 
-    def lower_face(self, i: int) -> Tensor:
-        return self.dataset[i]["audio_region"][..., 0].bool()
+    def image_and_lower_face(self, i: int) -> tuple[Float[Tensor, "h w 3"], Tensor]:
+        """Frame `i` and its lower-face mask, from one read of the frame."""
+        frame = self.dataset[i]
+        return frame["image"][..., :3], frame["audio_region"][..., 0].bool()
 
 
 def _cameras(pipeline, heldout: HeldoutFrames):
@@ -219,10 +221,9 @@ def score_heldout(model, cameras, heldout: HeldoutFrames, settings: RunSettings,
             pred = render_rgb(model, cameras[i : i + 1].to(device))
             synchronize(device)
             seconds.append(now() - start)
-            gt = heldout.image(i).to(device)
+            gt, region = (t.to(device) for t in heldout.image_and_lower_face(i))
             values["psnr"].append(float(psnr(pred, gt)))
             values["ssim"].append(float(ssim(pred, gt)))
-            region = heldout.lower_face(i).to(device)
             if region.any():
                 values["lower_face_psnr"].append(float(masked_psnr(pred, gt, region)))
             renders.append(to_uint8(pred))
@@ -235,8 +236,8 @@ def score_heldout(model, cameras, heldout: HeldoutFrames, settings: RunSettings,
     rendered_open, true_open = mouth_openings(renders, truths, device)
     result["mouth_opening"] = opening_agreement(rendered_open, true_open)
     result["av_sync"], result["av_sync_ground_truth"] = _sync(rendered_open, true_open, heldout, count, settings)
-    result["_strip"] = [renders[i] for i in np.linspace(0, count - 1, min(4, count)).round().astype(int)]
-    result["_truth_strip"] = [truths[i] for i in np.linspace(0, count - 1, min(4, count)).round().astype(int)]
+    strip = np.linspace(0, count - 1, min(4, count)).round().astype(int)
+    result["_strip"], result["_truth_strip"] = [renders[i] for i in strip], [truths[i] for i in strip]
     return result
 
 

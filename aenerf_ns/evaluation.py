@@ -31,9 +31,14 @@ ALEXNET_WEIGHTS = "alexnet-owt-7be5be79.pth"
 SYNCNET_SKIP = "skipped: SyncNet confidence needs pretrained SyncNet weights, which are neither bundled nor downloaded"
 
 
+def alexnet_weights_path() -> Path:
+    """Where LPIPS (alex) looks for torchvision's AlexNet weights: the torch hub cache."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_WEIGHTS
+
+
 def lpips_metric(device: torch.device | str = "cpu"):
     """(LPIPS module, None) when AlexNet weights are in the torch hub cache, else (None, reason)."""
-    weights = Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_WEIGHTS
+    weights = alexnet_weights_path()
     if not weights.is_file():
         return None, f"skipped: LPIPS needs AlexNet weights at {weights} (not downloaded at run time)"
     from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity

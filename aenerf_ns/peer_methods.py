@@ -28,9 +28,9 @@ PEERS = ("nerfacto", "dnerf")
 
 
 def _lpips_weights_present() -> bool:
-    from aenerf_ns.evaluation import ALEXNET_WEIGHTS
+    from aenerf_ns.evaluation import alexnet_weights_path
 
-    return (Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_WEIGHTS).is_file()
+    return alexnet_weights_path().is_file()
 
 
 class _NoLPIPS(torch.nn.Module):
