@@ -2,7 +2,7 @@
 
 from nerfstudio.plugins.registry_dataparser import DataParserSpecification
 
-from aenerf_ns.dataparsers.talking_head_dataparser import TalkingHeadDataParserConfig
+from aenerf_ns.data.talking_head_dataparser import TalkingHeadDataParserConfig
 
 talking_head_dataparser = DataParserSpecification(
     config=TalkingHeadDataParserConfig(),

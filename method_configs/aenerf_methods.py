@@ -15,8 +15,8 @@ from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 from nerfstudio.plugins.types import MethodSpecification
 
-from aenerf_ns.aenerf_model import AENeRFModelConfig
-from aenerf_ns.talking_head_datamanager import TalkingHeadDataManagerConfig
+from aenerf_ns.aenerf.aenerf_model import AENeRFModelConfig
+from aenerf_ns.data.talking_head_datamanager import TalkingHeadDataManagerConfig
 
 DEVICE_TYPE = "cuda" if torch.cuda.is_available() else "cpu"
 VIEWER_HOST = "127.0.0.1"

@@ -9,9 +9,9 @@ from __future__ import annotations
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
+from aenerf_ns.data.talking_head_datamanager import SemanticDataManagerConfig
 from aenerf_ns.method_configs.aenerf_methods import TINY_FIELDS, talking_head_trainer, tiny_trainer
-from aenerf_ns.ssp_nerf_model import SSPNeRFModelConfig
-from aenerf_ns.talking_head_datamanager import SemanticDataManagerConfig
+from aenerf_ns.ssp_nerf.ssp_nerf_model import SSPNeRFModelConfig
 
 
 def ssp_nerf_config() -> TrainerConfig:

@@ -88,7 +88,7 @@ class BenchArgs:
 
 
 def _settings(args: BenchArgs, data: Path):
-    from aenerf_ns.bench_run import RunSettings
+    from aenerf_ns.bench.bench_run import RunSettings
 
     preset = dict(PRESETS["gpu" if args.gpu else args.preset])
     budget_steps, budget_seconds = preset["budget_steps"], preset["budget_seconds"]
@@ -114,7 +114,7 @@ def _settings(args: BenchArgs, data: Path):
 
 
 def _dataset(args: BenchArgs, console) -> Path:
-    from aenerf_ns.synthetic_dataset import write_synthetic_sample
+    from aenerf_ns.synthetic.synthetic_dataset import write_synthetic_sample
 
     if args.data is not None:
         if not (args.data / "transforms.json").is_file():
@@ -140,7 +140,7 @@ def _run_one(name: str, settings, settings_path: Path, out_dir: Path, fresh: boo
     failed_path.unlink(missing_ok=True)
     console.rule(name)
     env = dict(os.environ, PYTHONWARNINGS="ignore")
-    subprocess.run([sys.executable, "-m", "aenerf_ns.bench_run", str(settings_path), name, str(out_dir)], env=env)
+    subprocess.run([sys.executable, "-m", "aenerf_ns.bench.bench_run", str(settings_path), name, str(out_dir)], env=env)
     if result_path.is_file():
         return json.loads(result_path.read_text())
     error = json.loads(failed_path.read_text())["error"] if failed_path.is_file() else "the process died"
@@ -247,7 +247,7 @@ def plot_curves(path: Path, results: dict[str, dict], roles: dict[str, str]) -> 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from aenerf_ns.atomic_io import atomic_write_bytes
+    from aenerf_ns.utils.atomic_io import atomic_write_bytes
 
     styles = {"peer": ":", "ours": "-", "ablation": "--"}
     colours = {name: f"C{k % 10}" for k, name in enumerate(roles)}
@@ -275,7 +275,7 @@ def write_grid(path: Path, output: Path, names: list[str]) -> None:
     import numpy as np
     from PIL import Image, ImageDraw
 
-    from aenerf_ns.atomic_io import atomic_save_png
+    from aenerf_ns.utils.atomic_io import atomic_save_png
 
     rows = []
     truth = next((output / n / "truth_strip.png" for n in names if (output / n / "truth_strip.png").is_file()), None)
@@ -298,9 +298,9 @@ def write_grid(path: Path, output: Path, names: list[str]) -> None:
 def main(args: BenchArgs) -> dict:
     from rich.console import Console
 
-    from aenerf_ns.atomic_io import atomic_write_bytes
-    from aenerf_ns.bench_methods import BY_NAME, METHODS, REFERENCE
-    from aenerf_ns.evaluation import json_safe
+    from aenerf_ns.bench.bench_methods import BY_NAME, METHODS, REFERENCE
+    from aenerf_ns.evaluation.evaluate import json_safe
+    from aenerf_ns.utils.atomic_io import atomic_write_bytes
 
     console = Console(width=None if sys.stdout.isatty() else 140)  # logs keep the table's rows whole
     unknown = [m for m in args.methods if m not in BY_NAME]

@@ -41,9 +41,9 @@ def main(args: EvalArgs) -> dict:
     from rich.console import Console
     from rich.table import Table
 
-    from aenerf_ns.audio_io import check_not_silent, load_audio
-    from aenerf_ns.checkpoints import load_trained_pipeline
-    from aenerf_ns.evaluation import evaluate_cross_driven, evaluate_heldout, format_metric
+    from aenerf_ns.audio.audio_io import check_not_silent, load_audio
+    from aenerf_ns.evaluation.evaluate import evaluate_cross_driven, evaluate_heldout, format_metric
+    from aenerf_ns.inference.checkpoints import load_trained_pipeline
 
     console = Console()
     if args.audio is not None:
@@ -87,8 +87,8 @@ def main(args: EvalArgs) -> dict:
 
 
 def entrypoint() -> None:
-    from aenerf_ns.audio_io import AudioError
-    from aenerf_ns.checkpoints import CheckpointError
+    from aenerf_ns.audio.audio_io import AudioError
+    from aenerf_ns.inference.checkpoints import CheckpointError
 
     args = tyro.cli(EvalArgs)
     try:

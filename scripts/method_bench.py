@@ -92,7 +92,7 @@ def heldout_psnr(pipeline, frames: int = 4) -> float:
     import numpy as np
     import torch
 
-    from aenerf_ns.image_metrics import psnr
+    from aenerf_ns.utils.image_metrics import psnr
 
     model = pipeline.model
     was_training = model.training
@@ -127,7 +127,7 @@ def train(
     from nerfstudio.engine.optimizers import Optimizers
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from aenerf_ns.bench_run import train_step
+    from aenerf_ns.bench.bench_run import train_step
 
     torch.manual_seed(seed)
     config.max_num_iterations = steps
@@ -178,9 +178,9 @@ def main(args: MethodBenchArgs) -> dict:
     from rich.console import Console
     from rich.table import Table
 
-    from aenerf_ns.atomic_io import atomic_write_bytes
-    from aenerf_ns.evaluation import evaluate_heldout
-    from aenerf_ns.synthetic_dataset import write_synthetic_sample
+    from aenerf_ns.evaluation.evaluate import evaluate_heldout
+    from aenerf_ns.synthetic.synthetic_dataset import write_synthetic_sample
+    from aenerf_ns.utils.atomic_io import atomic_write_bytes
 
     console = Console()
     data = args.output / "data"

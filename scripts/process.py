@@ -17,7 +17,7 @@ from pathlib import Path
 
 import tyro
 
-from aenerf_ns.process_video import ProcessConfig
+from aenerf_ns.preprocess.process_video import ProcessConfig
 
 
 @dataclass
@@ -35,7 +35,7 @@ class ProcessArgs:
 def main(args: ProcessArgs) -> int:
     from rich.console import Console
 
-    from aenerf_ns.process_video import ProcessError, process_video
+    from aenerf_ns.preprocess.process_video import ProcessError, process_video
 
     console = Console()
     start = time.perf_counter()

@@ -71,9 +71,9 @@ def main(args: RenderArgs) -> Path:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from aenerf_ns.audio_features import num_video_frames
-    from aenerf_ns.audio_io import check_not_silent, load_audio
-    from aenerf_ns.audio_render import (
+    from aenerf_ns.audio.audio_features import num_video_frames
+    from aenerf_ns.audio.audio_io import check_not_silent, load_audio
+    from aenerf_ns.inference.audio_render import (
         drive_with_audio,
         identity_poses,
         parse_background,
@@ -81,8 +81,8 @@ def main(args: RenderArgs) -> Path:
         render_cameras,
         render_frames,
     )
-    from aenerf_ns.checkpoints import load_trained_pipeline
-    from aenerf_ns.video_io import PROVENANCE_KEY, encode_frames_with_audio
+    from aenerf_ns.inference.checkpoints import load_trained_pipeline
+    from aenerf_ns.inference.video_io import PROVENANCE_KEY, encode_frames_with_audio
 
     console = Console()
     background = parse_background(args.background)
@@ -167,9 +167,9 @@ def main(args: RenderArgs) -> Path:
 
 
 def entrypoint() -> None:
-    from aenerf_ns.audio_io import AudioError
-    from aenerf_ns.checkpoints import CheckpointError
-    from aenerf_ns.video_io import VideoEncodeError
+    from aenerf_ns.audio.audio_io import AudioError
+    from aenerf_ns.inference.checkpoints import CheckpointError
+    from aenerf_ns.inference.video_io import VideoEncodeError
 
     args = tyro.cli(RenderArgs)
     try:

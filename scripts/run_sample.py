@@ -38,14 +38,14 @@ def main(args: SampleArgs) -> dict:
     from rich.console import Console
     from rich.table import Table
 
-    from aenerf_ns.audio_io import write_wav
-    from aenerf_ns.checkpoints import load_trained_pipeline
-    from aenerf_ns.evaluation import evaluate_heldout, format_metric
+    from aenerf_ns.audio.audio_io import write_wav
+    from aenerf_ns.evaluation.evaluate import evaluate_heldout, format_metric
+    from aenerf_ns.inference.checkpoints import load_trained_pipeline
     from aenerf_ns.method_configs.aenerf_methods import aenerf_tiny_config
     from aenerf_ns.scripts.render import RenderArgs
     from aenerf_ns.scripts.render import main as render_main
-    from aenerf_ns.synthetic_dataset import write_synthetic_sample
-    from aenerf_ns.synthetic_speech import synthesize_speech
+    from aenerf_ns.synthetic.synthetic_dataset import write_synthetic_sample
+    from aenerf_ns.synthetic.synthetic_speech import synthesize_speech
 
     console = Console()
     data = args.output / "data" / "synth00"

@@ -29,7 +29,7 @@ class SynthDataArgs:
 def main(args: SynthDataArgs) -> None:
     from rich.console import Console
 
-    from aenerf_ns.synthetic_dataset import write_synthetic_sample
+    from aenerf_ns.synthetic.synthetic_dataset import write_synthetic_sample
 
     metas = write_synthetic_sample(args.output, args.identities, args.seconds, args.resolution, args.fps, args.seed)
     console = Console()

@@ -15,7 +15,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 @pytest.fixture(scope="session")
 def sample_dataset(tmp_path_factory) -> Path:
     """A 3-second, 48-pixel synthetic identity (75 frames at 25 fps). Treat as read-only."""
-    from aenerf_ns.synthetic_dataset import write_synthetic_sample
+    from aenerf_ns.synthetic.synthetic_dataset import write_synthetic_sample
 
     root = tmp_path_factory.mktemp("synthetic")
     metas = write_synthetic_sample(root, identities=1, seconds=3.0, resolution=48)
@@ -96,8 +96,8 @@ def tiny_run(sample_dataset, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def speech_wav(tmp_path_factory) -> Path:
     """13 s of synthetic speech (16 kHz mono wav) that no dataset was made from."""
-    from aenerf_ns.audio_io import write_wav
-    from aenerf_ns.synthetic_speech import synthesize_speech
+    from aenerf_ns.audio.audio_io import write_wav
+    from aenerf_ns.synthetic.synthetic_speech import synthesize_speech
 
     track = synthesize_speech(13.0, seed=1234)
     path = tmp_path_factory.mktemp("speech") / "new_speech.wav"

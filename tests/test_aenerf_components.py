@@ -9,19 +9,19 @@ import pytest
 import torch
 from nerfstudio.cameras.cameras import Cameras, CameraType
 
-from aenerf_ns.audio_aware_aggregation import AudioAwareAggregation, AudioBlindAggregation, CrossAttentionBlock
-from aenerf_ns.audio_field import AudioConditionedField
-from aenerf_ns.audio_smoothing import AudioSmoother, clip_bounds, neighbour_rows
-from aenerf_ns.mask_blend import blend_dual_samples
-from aenerf_ns.reference_views import (
+from aenerf_ns.aenerf.audio_aware_aggregation import AudioAwareAggregation, AudioBlindAggregation, CrossAttentionBlock
+from aenerf_ns.aenerf.mask_blend import blend_dual_samples
+from aenerf_ns.aenerf.reference_views import (
     ReferenceEncoder,
     project_points,
     sample_reference_features,
     select_reference_frames,
     view_directions,
 )
-from aenerf_ns.region_sampler import AUDIO_ONLY, OTHER_ONLY, OVERLAP
-from aenerf_ns.warper import Warper, offset_length_loss
+from aenerf_ns.aenerf.region_sampler import AUDIO_ONLY, OTHER_ONLY, OVERLAP
+from aenerf_ns.aenerf.warper import Warper, offset_length_loss
+from aenerf_ns.audio.audio_smoothing import AudioSmoother, clip_bounds, neighbour_rows
+from aenerf_ns.models.audio_field import AudioConditionedField
 
 # ---------------------------------------------------------------------------------------------------------------
 # reference views

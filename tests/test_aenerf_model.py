@@ -7,9 +7,9 @@ import pytest
 import torch
 from conftest import SMALL_MODEL as SMALL
 
-from aenerf_ns.aenerf_model import IDENTITY_BUFFERS
-from aenerf_ns.audio_aware_aggregation import AudioAwareAggregation, AudioBlindAggregation
-from aenerf_ns.region_sampler import AUDIO_ONLY, OTHER_ONLY, OVERLAP
+from aenerf_ns.aenerf.aenerf_model import IDENTITY_BUFFERS
+from aenerf_ns.aenerf.audio_aware_aggregation import AudioAwareAggregation, AudioBlindAggregation
+from aenerf_ns.aenerf.region_sampler import AUDIO_ONLY, OTHER_ONLY, OVERLAP
 
 
 def _pipeline(data: Path, rays: int = 96, **model):
@@ -118,7 +118,7 @@ def _save_checkpoint(pipeline, path: Path) -> Path:
 
 
 def test_fine_tune_starts_from_the_base_weights_with_its_own_references(tmp_path, sample_dataset):
-    from aenerf_ns.synthetic_dataset import write_synthetic_sample
+    from aenerf_ns.synthetic.synthetic_dataset import write_synthetic_sample
 
     write_synthetic_sample(tmp_path / "base", identities=2, seconds=1.2, resolution=48)
     base = _pipeline(tmp_path / "base")

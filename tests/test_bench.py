@@ -89,7 +89,7 @@ def test_bad_arguments_get_clear_errors(tmp_path):
 
 def _settings(data: Path, budget_steps: int | None = None, budget_seconds: float | None = None, curve_points=1):
     """Benchmark settings for in-process training on the small sample: 64 rays, one-frame curve points."""
-    from aenerf_ns.bench_run import RunSettings
+    from aenerf_ns.bench.bench_run import RunSettings
 
     return RunSettings(
         data=str(data),
@@ -108,8 +108,8 @@ def _settings(data: Path, budget_steps: int | None = None, budget_seconds: float
 
 def test_every_method_in_the_roster_trains(sample_dataset):
     """Each configuration (peers, both fields, the ablations, SSP-NeRF) builds and takes training steps."""
-    from aenerf_ns.bench_methods import METHODS as ROSTER
-    from aenerf_ns.bench_run import HeldoutFrames, train_with_budget
+    from aenerf_ns.bench.bench_methods import METHODS as ROSTER
+    from aenerf_ns.bench.bench_run import HeldoutFrames, train_with_budget
 
     settings = _settings(sample_dataset, budget_steps=2, curve_points=1)
     heldout = HeldoutFrames(sample_dataset, 0.5)
@@ -120,8 +120,8 @@ def test_every_method_in_the_roster_trains(sample_dataset):
 
 
 def test_time_budget_stops_training(sample_dataset):
-    from aenerf_ns.bench_methods import BY_NAME
-    from aenerf_ns.bench_run import HeldoutFrames, train_with_budget
+    from aenerf_ns.bench.bench_methods import BY_NAME
+    from aenerf_ns.bench.bench_run import HeldoutFrames, train_with_budget
 
     settings = _settings(sample_dataset, budget_seconds=2.0, curve_points=2)
     config = BY_NAME["ssp-nerf"].build(sample_dataset, True, 0.5, 64)
@@ -131,8 +131,8 @@ def test_time_budget_stops_training(sample_dataset):
 
 
 def test_compact_dnerf_takes_its_sizes_from_the_config(sample_dataset):
-    from aenerf_ns.peer_methods import offline_lpips, peer_config
-    from aenerf_ns.talking_head_model import TalkingHeadModelConfig
+    from aenerf_ns.bench.peer_methods import offline_lpips, peer_config
+    from aenerf_ns.models.talking_head_model import TalkingHeadModelConfig
 
     small = peer_config("dnerf", sample_dataset, 64, small=True).pipeline.model
     full = peer_config("dnerf", sample_dataset, 64, small=False).pipeline.model
@@ -157,7 +157,7 @@ def _box():
 
 
 def test_peak_memory_sees_an_allocation_inside_the_block():
-    from aenerf_ns.resource_meter import PeakMemory
+    from aenerf_ns.bench.resource_meter import PeakMemory
 
     with PeakMemory("cpu") as meter:
         block = np.ones(300 * 2**20 // 8)  # 300 MB, touched
@@ -171,10 +171,16 @@ def test_peak_memory_sees_an_allocation_inside_the_block():
 def test_mouth_opening_from_pictures():
     """On rendered synthetic frames the measure follows the true mouth; a closed-mouth render of the same
     poses barely moves (the ground truth's jaw does not leak in through the face region)."""
-    from aenerf_ns.mouth_opening import mouth_openings, opening_agreement
-    from aenerf_ns.synthetic_dataset import opening_per_frame
-    from aenerf_ns.synthetic_head import StaticCamera, head_pose_track, make_identity, render_background, render_frame
-    from aenerf_ns.synthetic_speech import synthesize_speech
+    from aenerf_ns.evaluation.mouth_opening import mouth_openings, opening_agreement
+    from aenerf_ns.synthetic.synthetic_dataset import opening_per_frame
+    from aenerf_ns.synthetic.synthetic_head import (
+        StaticCamera,
+        head_pose_track,
+        make_identity,
+        render_background,
+        render_frame,
+    )
+    from aenerf_ns.synthetic.synthetic_speech import synthesize_speech
 
     person, camera, n = make_identity(0), StaticCamera.square(64), 60
     speech = synthesize_speech(n / 25, f0=person.f0, seed=person.seed)

@@ -6,12 +6,12 @@ import soundfile
 import torch
 from PIL import Image
 
-from aenerf_ns.audio_features import compute_audio_features
-from aenerf_ns.audio_io import AudioError
-from aenerf_ns.dataparsers.talking_head_dataparser import TalkingHeadDataParserConfig
-from aenerf_ns.dataset_format import DatasetFormatError
-from aenerf_ns.parsing_labels import AUDIO_REGION_LABELS
-from aenerf_ns.talking_head_dataset import TalkingHeadDataset
+from aenerf_ns.audio.audio_features import compute_audio_features
+from aenerf_ns.audio.audio_io import AudioError
+from aenerf_ns.data.dataset_format import DatasetFormatError
+from aenerf_ns.data.parsing_labels import AUDIO_REGION_LABELS
+from aenerf_ns.data.talking_head_dataparser import TalkingHeadDataParserConfig
+from aenerf_ns.data.talking_head_dataset import TalkingHeadDataset
 
 
 def _outputs(data, split="train", **kw):
@@ -64,7 +64,7 @@ def test_references_come_from_training_frames_and_differ_in_audio(sample_dataset
 
 
 def test_folder_of_identities_trains_them_together(tmp_path):
-    from aenerf_ns.synthetic_dataset import write_synthetic_sample
+    from aenerf_ns.synthetic.synthetic_dataset import write_synthetic_sample
 
     write_synthetic_sample(tmp_path / "many", identities=2, seconds=1.2, resolution=24)
     train = _outputs(tmp_path / "many", "train", num_references=2)
@@ -85,7 +85,7 @@ def test_folder_of_identities_trains_them_together(tmp_path):
 
 
 def test_identities_of_different_frame_sizes_are_refused(tmp_path):
-    from aenerf_ns.synthetic_dataset import write_synthetic_sample
+    from aenerf_ns.synthetic.synthetic_dataset import write_synthetic_sample
 
     write_synthetic_sample(tmp_path / "a", identities=1, seconds=1.0, resolution=24)
     write_synthetic_sample(tmp_path / "b", identities=1, seconds=1.0, resolution=32)

@@ -57,7 +57,7 @@ def test_eval_self_driven_and_cross_driven(tiny_run, sample_dataset, speech_wav,
     # the sample's own ground truth moves its mouth with the sound, with no delay
     assert report["av_sync_ground_truth"]["best_offset_frames"] == 0
     assert report["av_sync_ground_truth"]["correlation"] > 0.3
-    from aenerf_ns.dataparsers.talking_head_dataparser import TalkingHeadDataParserConfig
+    from aenerf_ns.data.talking_head_dataparser import TalkingHeadDataParserConfig
 
     held_out = TalkingHeadDataParserConfig(data=sample_dataset).setup().get_dataparser_outputs("test")
     assert report["num_frames"] == len(held_out.image_filenames)
@@ -97,8 +97,8 @@ def test_lpips_is_computed_when_alexnet_weights_are_on_disk(tiny_run, tmp_path, 
     import torch
     import torchvision
 
-    from aenerf_ns.checkpoints import load_trained_pipeline
-    from aenerf_ns.evaluation import ALEXNET_WEIGHTS, evaluate_heldout
+    from aenerf_ns.evaluation.evaluate import ALEXNET_WEIGHTS, evaluate_heldout
+    from aenerf_ns.inference.checkpoints import load_trained_pipeline
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     weights = Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_WEIGHTS
@@ -124,7 +124,7 @@ def test_eval_refuses_other_methods_and_bad_audio(tiny_run, tmp_path):
 
 class TestSyncMeasures:
     def test_best_offset_recovers_a_known_delay(self):
-        from aenerf_ns.sync_metrics import sync_report
+        from aenerf_ns.evaluation.sync_metrics import sync_report
 
         rng = np.random.default_rng(0)
         envelope = np.convolve(rng.normal(size=200), np.ones(3) / 3, mode="same")
@@ -136,8 +136,8 @@ class TestSyncMeasures:
         assert abs(shuffled["best_correlation"]) < 0.3
 
     def test_envelope_peaks_at_a_click(self):
-        from aenerf_ns.audio_io import LoadedAudio
-        from aenerf_ns.sync_metrics import speech_envelope
+        from aenerf_ns.audio.audio_io import LoadedAudio
+        from aenerf_ns.evaluation.sync_metrics import speech_envelope
 
         rate, fps = 16000, 25.0
         samples = np.zeros(rate * 4, np.float32)
@@ -149,7 +149,7 @@ class TestSyncMeasures:
         assert envelope.min() == pytest.approx(envelope.max() - 40.0)
 
     def test_mouth_masks(self):
-        from aenerf_ns.sync_metrics import mask_iou, mouth_extent
+        from aenerf_ns.evaluation.sync_metrics import mask_iou, mouth_extent
 
         a = np.zeros((10, 10), bool)
         a[3:6, 2:5] = True

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from aenerf_ns.face_tracking import MODEL_DIR, detect_faces, face_mesh, person_masks, roi_from_detection
-from aenerf_ns.tflite_graph import TFLiteGraph, TFLiteGraphError
+from aenerf_ns.faces.face_tracking import MODEL_DIR, detect_faces, face_mesh, person_masks, roi_from_detection
+from aenerf_ns.faces.tflite_graph import TFLiteGraph, TFLiteGraphError
 
 
 @pytest.mark.parametrize("name", ["face_detection_short_range", "face_landmark"])

@@ -1,6 +1,6 @@
 import torch
 
-from aenerf_ns.image_metrics import masked_psnr, psnr, ssim
+from aenerf_ns.utils.image_metrics import masked_psnr, psnr, ssim
 
 
 def test_metrics_reward_identity_and_punish_noise():

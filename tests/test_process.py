@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from aenerf_ns.process_video import ProcessConfig, ProcessError, process_video
+from aenerf_ns.preprocess.process_video import ProcessConfig, ProcessError, process_video
 
 SOURCE_FPS = 30.0
 SOURCE_RES = 192
@@ -22,7 +22,7 @@ SHARED_VIDEO = Path(__file__).resolve().parents[2] / "shared" / "data" / "anchor
 
 def _encode(frames: list[np.ndarray], fps: float, out: Path, audio: Path | None = None) -> Path:
     """Frames (RGB uint8) to an h264 mp4, with the audio muxed in when given."""
-    from aenerf_ns.video_io import ffmpeg_executable
+    from aenerf_ns.inference.video_io import ffmpeg_executable
 
     folder = out.with_suffix("")
     folder.mkdir(parents=True, exist_ok=True)
@@ -39,8 +39,8 @@ def _encode(frames: list[np.ndarray], fps: float, out: Path, audio: Path | None 
 @pytest.fixture(scope="session")
 def talking_video(tmp_path_factory):
     """A synthetic person talking for 4.2 s, 192 px, encoded at 30 fps with its speech; and the true poses."""
-    from aenerf_ns.synthetic_dataset import write_identity
-    from aenerf_ns.synthetic_head import head_pose_track, make_identity
+    from aenerf_ns.synthetic.synthetic_dataset import write_identity
+    from aenerf_ns.synthetic.synthetic_head import head_pose_track, make_identity
 
     root = tmp_path_factory.mktemp("talking_video")
     identity = make_identity(0, 0)
@@ -63,9 +63,9 @@ def processed(talking_video, tmp_path_factory):
 
 
 def test_process_writes_a_complete_dataset(processed):
-    from aenerf_ns.audio_io import load_audio
-    from aenerf_ns.dataset_format import read_transforms
-    from aenerf_ns.parsing_labels import LABEL_NAMES
+    from aenerf_ns.audio.audio_io import load_audio
+    from aenerf_ns.data.dataset_format import read_transforms
+    from aenerf_ns.data.parsing_labels import LABEL_NAMES
 
     out, stdout = processed
     meta = read_transforms(out)
@@ -100,7 +100,7 @@ def test_process_writes_a_complete_dataset(processed):
 
 def test_frames_are_resampled_by_time(processed, talking_video):
     """Output frame k (25 fps) is the 30 fps source frame nearest to k / 25 s."""
-    from aenerf_ns.dataset_format import read_transforms
+    from aenerf_ns.data.dataset_format import read_transforms
 
     meta = read_transforms(processed[0])
     source = [
@@ -114,7 +114,7 @@ def test_frames_are_resampled_by_time(processed, talking_video):
 
 def test_head_pose_matches_the_synthetic_truth(processed, talking_video):
     """Rotations relative to the first frame agree with the renderer's head motion within a few degrees."""
-    from aenerf_ns.dataset_format import read_transforms
+    from aenerf_ns.data.dataset_format import read_transforms
 
     meta = read_transforms(processed[0])
     c2w = np.stack([f.camera_to_world for f in meta.frames])
@@ -146,7 +146,7 @@ def test_pose_solver_is_exact_on_exact_landmarks():
 
     Without smoothing; the poses span 24 degrees of yaw and 16 of pitch at 6 head units from the camera.
     """
-    from aenerf_ns.head_pose import HeadTrack, canonical_face, reprojection_errors, solve_head_track
+    from aenerf_ns.preprocess.head_pose import HeadTrack, canonical_face, reprojection_errors, solve_head_track
 
     rng = np.random.default_rng(0)
     shape = rng.normal(size=(468, 3)) * [0.6, 0.8, 0.3]
@@ -183,7 +183,7 @@ def test_rerun_skips_finished_stages(processed, talking_video):
 
 
 def _synthetic_frames(n: int, resolution: int, opening: float = 0.3) -> list[np.ndarray]:
-    from aenerf_ns.synthetic_head import (
+    from aenerf_ns.synthetic.synthetic_head import (
         StaticCamera,
         head_pose_track,
         make_identity,
@@ -205,7 +205,7 @@ def test_video_without_audio_is_refused(tmp_path, talking_video):
 
 
 def test_video_without_a_face_is_refused(tmp_path, talking_video):
-    from aenerf_ns.synthetic_head import make_identity, render_background
+    from aenerf_ns.synthetic.synthetic_head import make_identity, render_background
 
     plate = render_background(make_identity(0, 0), SOURCE_RES, SOURCE_RES)
     video = _encode(
@@ -265,9 +265,9 @@ def test_real_clip_processes_and_trains(tmp_path, ns_train):
 
 def test_untracked_frames_are_interpolated_or_cut(tmp_path, talking_video):
     """A 3-frame occlusion is interpolated and reported; a long one cuts the clip to the longest tracked run."""
-    from aenerf_ns.audio_io import load_audio
-    from aenerf_ns.dataset_format import read_transforms
-    from aenerf_ns.synthetic_head import make_identity, render_background
+    from aenerf_ns.audio.audio_io import load_audio
+    from aenerf_ns.data.dataset_format import read_transforms
+    from aenerf_ns.synthetic.synthetic_head import make_identity, render_background
 
     plate = render_background(make_identity(0, 0), SOURCE_RES, SOURCE_RES)
     frames = list(talking_video["frames"])

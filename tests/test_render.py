@@ -36,7 +36,7 @@ def test_render_13_s_of_new_speech_is_a_13_s_mp4_with_audio(tiny_run, speech_wav
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
 
-    from aenerf_ns.video_io import PROVENANCE_KEY, probe_media
+    from aenerf_ns.inference.video_io import PROVENANCE_KEY, probe_media
 
     info = probe_media(out)
     assert (info.video_codec, info.audio_codec) == ("h264", "aac")
@@ -51,7 +51,7 @@ def test_render_13_s_of_new_speech_is_a_13_s_mp4_with_audio(tiny_run, speech_wav
 
 
 def test_pose_schedules():
-    from aenerf_ns.audio_render import pose_schedule
+    from aenerf_ns.inference.audio_render import pose_schedule
 
     assert pose_schedule(7, 3, "loop").tolist() == [0, 1, 2, 0, 1, 2, 0]
     assert pose_schedule(7, 3, "pingpong").tolist() == [0, 1, 2, 1, 0, 1, 2]
@@ -62,7 +62,7 @@ def test_pose_schedules():
 
 
 def test_background_option():
-    from aenerf_ns.audio_render import parse_background
+    from aenerf_ns.inference.audio_render import parse_background
 
     assert parse_background("training") is None
     assert parse_background("white") == (1.0, 1.0, 1.0)
@@ -75,9 +75,9 @@ def test_render_keeps_finished_frames_and_honours_background(sample_dataset, sma
     """A rerun after an interruption keeps frames already on disk; a colour background replaces the plate."""
     import torch
 
-    from aenerf_ns.aenerf_model import AENeRFModelConfig
-    from aenerf_ns.audio_render import pose_schedule, render_cameras, render_frames
-    from aenerf_ns.dataparsers.talking_head_dataparser import TalkingHeadDataParserConfig
+    from aenerf_ns.aenerf.aenerf_model import AENeRFModelConfig
+    from aenerf_ns.data.talking_head_dataparser import TalkingHeadDataParserConfig
+    from aenerf_ns.inference.audio_render import pose_schedule, render_cameras, render_frames
 
     outputs = TalkingHeadDataParserConfig(data=sample_dataset).setup().get_dataparser_outputs("train")
     model = AENeRFModelConfig(**small_model).setup(
@@ -101,7 +101,7 @@ def test_render_keeps_finished_frames_and_honours_background(sample_dataset, sma
 
 
 def test_failed_encode_leaves_nothing_under_the_output_name(tmp_path):
-    from aenerf_ns.video_io import VideoEncodeError, encode_frames_with_audio
+    from aenerf_ns.inference.video_io import VideoEncodeError, encode_frames_with_audio
 
     frames = tmp_path / "frames"
     frames.mkdir()
@@ -115,7 +115,7 @@ def test_failed_encode_leaves_nothing_under_the_output_name(tmp_path):
 
 
 def test_watermark_marks_the_corner_only():
-    from aenerf_ns.audio_render import add_watermark
+    from aenerf_ns.inference.audio_render import add_watermark
 
     image = np.full((96, 96, 3), 128, np.uint8)
     marked = add_watermark(image)
@@ -125,7 +125,7 @@ def test_watermark_marks_the_corner_only():
 
 class TestBadInput:
     def test_unreadable_audio(self, tiny_run, tmp_path):
-        from aenerf_ns.audio_io import AudioError
+        from aenerf_ns.audio.audio_io import AudioError
         from aenerf_ns.scripts.render import main
 
         bad = tmp_path / "broken.mp3"
@@ -134,7 +134,7 @@ class TestBadInput:
             main(_render_args(tiny_run, bad, tmp_path / "o.mp4"))
 
     def test_silent_audio(self, tiny_run, tmp_path):
-        from aenerf_ns.audio_io import AudioError, write_wav
+        from aenerf_ns.audio.audio_io import AudioError, write_wav
         from aenerf_ns.scripts.render import main
 
         silent = tmp_path / "silence.wav"
@@ -151,7 +151,7 @@ class TestBadInput:
     def test_config_of_another_method(self, speech_wav, tmp_path):
         from nerfstudio.configs.method_configs import all_methods
 
-        from aenerf_ns.checkpoints import CheckpointError
+        from aenerf_ns.inference.checkpoints import CheckpointError
         from aenerf_ns.scripts.render import main
 
         config = copy.deepcopy(all_methods["nerfacto"])
@@ -163,7 +163,7 @@ class TestBadInput:
             main(_render_args(path, speech_wav, tmp_path / "o.mp4"))
 
     def test_missing_checkpoint_and_missing_config(self, tiny_run, speech_wav, tmp_path):
-        from aenerf_ns.checkpoints import CheckpointError
+        from aenerf_ns.inference.checkpoints import CheckpointError
         from aenerf_ns.scripts.render import main
 
         moved = tmp_path / "run_without_checkpoints"
@@ -189,8 +189,8 @@ class TestBadInput:
 
 def test_m4a_and_mp3_speech_decode_like_the_wav(speech_wav, tmp_path):
     """Compressed speech (m4a decodes through PyAV) matches the wav it was made from."""
-    from aenerf_ns.audio_io import load_audio
-    from aenerf_ns.video_io import ffmpeg_executable
+    from aenerf_ns.audio.audio_io import load_audio
+    from aenerf_ns.inference.video_io import ffmpeg_executable
 
     reference = load_audio(speech_wav)
     for suffix, codec in ((".m4a", "aac"), (".mp3", "libmp3lame")):
@@ -211,10 +211,10 @@ def test_render_along_a_viewer_camera_path(tiny_run, tmp_path):
     """--pose-source camera-path follows a nerfstudio camera-path JSON, looped to the audio's length."""
     import json
 
-    from aenerf_ns.audio_io import write_wav
+    from aenerf_ns.audio.audio_io import write_wav
+    from aenerf_ns.inference.video_io import probe_media
     from aenerf_ns.scripts.render import main
-    from aenerf_ns.synthetic_speech import synthesize_speech
-    from aenerf_ns.video_io import probe_media
+    from aenerf_ns.synthetic.synthetic_speech import synthesize_speech
 
     speech = synthesize_speech(1.0, seed=5)
     audio = tmp_path / "one_second.wav"

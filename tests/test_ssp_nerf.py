@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from aenerf_ns.parsing_labels import LABEL_NAMES, MOUTH_INTERIOR, TORSO
-from aenerf_ns.semantic_sampler import SemanticPixelSampler, SemanticPixelSamplerConfig, allocate
+from aenerf_ns.data.parsing_labels import LABEL_NAMES, MOUTH_INTERIOR, TORSO
+from aenerf_ns.ssp_nerf.semantic_sampler import SemanticPixelSampler, SemanticPixelSamplerConfig, allocate
 
 VENV_BIN = Path(sys.executable).parent
 SSP_SMALL = dict(num_coarse_samples=6, num_importance_samples=6, hidden_dim=32, num_layers=2, audio_code_dim=8)
@@ -157,7 +157,7 @@ def test_ssp_nerf_trains_renders_and_evaluates(ssp_run, speech_wav, tmp_path):
     cmd += ["--output-path", str(out), "--downscale-factor", "4", "--max-seconds", "20"]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    from aenerf_ns.video_io import probe_media
+    from aenerf_ns.inference.video_io import probe_media
 
     info = probe_media(out)
     assert info.num_frames == 13 * 25 and info.audio_codec == "aac"

@@ -3,9 +3,9 @@ import json
 import numpy as np
 from PIL import Image
 
-from aenerf_ns import parsing_labels as L
-from aenerf_ns.dataset_format import read_transforms
-from aenerf_ns.synthetic_head import make_identity, mouth_anchor
+from aenerf_ns.data import parsing_labels as L
+from aenerf_ns.data.dataset_format import read_transforms
+from aenerf_ns.synthetic.synthetic_head import make_identity, mouth_anchor
 
 
 def _project(point_head, c2w, fx, fy, cx, cy):
@@ -54,7 +54,7 @@ def test_mouth_point_projects_onto_mouth_pixels(sample_dataset):
 
 
 def test_generation_is_deterministic(sample_dataset, tmp_path):
-    from aenerf_ns.synthetic_dataset import write_synthetic_sample
+    from aenerf_ns.synthetic.synthetic_dataset import write_synthetic_sample
 
     again = write_synthetic_sample(tmp_path, identities=1, seconds=3.0, resolution=48)[0].root
     for name in ("audio.wav", "images/00010.png", "parsing/00040.png", "background.png"):
@@ -65,7 +65,7 @@ def test_generation_is_deterministic(sample_dataset, tmp_path):
 
 
 def test_several_identities_differ(tmp_path):
-    from aenerf_ns.synthetic_dataset import write_synthetic_sample
+    from aenerf_ns.synthetic.synthetic_dataset import write_synthetic_sample
 
     metas = write_synthetic_sample(tmp_path, identities=2, seconds=0.2, resolution=32)
     assert [m.identity for m in metas] == ["synth00", "synth01"]
@@ -76,9 +76,9 @@ def test_several_identities_differ(tmp_path):
 
 def test_audio_predicts_mouth_opening(tmp_path):
     """A linear model from log-mel to mouth opening, fit on the first half of the speech, holds on the second."""
-    from aenerf_ns.audio_features import compute_audio_features
-    from aenerf_ns.audio_io import write_wav
-    from aenerf_ns.synthetic_speech import opening_per_frame, synthesize_speech
+    from aenerf_ns.audio.audio_features import compute_audio_features
+    from aenerf_ns.audio.audio_io import write_wav
+    from aenerf_ns.synthetic.synthetic_speech import opening_per_frame, synthesize_speech
 
     speech = synthesize_speech(20.0, f0=140.0, seed=3)
     write_wav(tmp_path / "speech.wav", speech.audio, speech.sample_rate)

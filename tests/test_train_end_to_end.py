@@ -19,8 +19,8 @@ def test_ns_train_tiny_saves_loads_and_evaluates(sample_dataset, ns_train, tmp_p
     ckpts = list(configs[0].parent.glob("nerfstudio_models/step-*.ckpt"))
     assert ckpts, "training must leave a checkpoint"
 
-    from aenerf_ns.checkpoints import load_trained_pipeline
-    from aenerf_ns.evaluation import evaluate_heldout
+    from aenerf_ns.evaluation.evaluate import evaluate_heldout
+    from aenerf_ns.inference.checkpoints import load_trained_pipeline
 
     _, pipeline, ckpt, step = load_trained_pipeline(configs[0])
     assert step == 1
@@ -50,8 +50,8 @@ def test_model_outputs_for_a_viewer_camera_without_audio(sample_dataset, small_m
     """The viewer's cameras carry no audio metadata; rendering must still work and give every output."""
     import torch
 
-    from aenerf_ns.aenerf_model import AENeRFModelConfig
-    from aenerf_ns.dataparsers.talking_head_dataparser import TalkingHeadDataParserConfig
+    from aenerf_ns.aenerf.aenerf_model import AENeRFModelConfig
+    from aenerf_ns.data.talking_head_dataparser import TalkingHeadDataParserConfig
 
     outputs = TalkingHeadDataParserConfig(data=sample_dataset).setup().get_dataparser_outputs("train")
     model = AENeRFModelConfig(**small_model).setup(

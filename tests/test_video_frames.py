@@ -8,7 +8,7 @@ import av
 import numpy as np
 import pytest
 
-from aenerf_ns.video_frames import VideoInputError, probe_video, resampled_frames
+from aenerf_ns.preprocess.video_frames import VideoInputError, probe_video, resampled_frames
 
 
 def _write_vfr(path, times_s: list[float], size: int = 64) -> None:
@@ -63,7 +63,7 @@ def test_unreadable_videos_are_refused(tmp_path):
     with pytest.raises(VideoInputError, match="could not open|no video stream|not a usable video"):
         probe_video(junk)
     audio_only = tmp_path / "speech.wav"
-    from aenerf_ns.audio_io import write_wav
+    from aenerf_ns.audio.audio_io import write_wav
 
     write_wav(audio_only, np.zeros(16000, np.float32), 16000)
     with pytest.raises(VideoInputError, match="no video stream"):
@@ -77,7 +77,7 @@ def test_phone_rotation_metadata_turns_frames_upright_like_ffmpeg(tmp_path, degr
 
     import cv2
 
-    from aenerf_ns.video_io import ffmpeg_executable
+    from aenerf_ns.inference.video_io import ffmpeg_executable
 
     ff = ffmpeg_executable()
     image = np.zeros((32, 64, 3), np.uint8)

@@ -13,8 +13,8 @@ from PIL import Image
 
 @pytest.fixture
 def viewer_model(sample_dataset, small_model):
-    from aenerf_ns.aenerf_model import AENeRFModelConfig
-    from aenerf_ns.dataparsers.talking_head_dataparser import TalkingHeadDataParserConfig
+    from aenerf_ns.aenerf.aenerf_model import AENeRFModelConfig
+    from aenerf_ns.data.talking_head_dataparser import TalkingHeadDataParserConfig
 
     outputs = TalkingHeadDataParserConfig(data=sample_dataset).setup().get_dataparser_outputs("train")
     model = AENeRFModelConfig(**small_model).setup(
@@ -77,7 +77,7 @@ def test_audio_controls_are_viewer_elements_that_drive_the_render(viewer_model, 
     model.viewer_audio_frame.value = 100
     from_file = _render(model, camera)["rgb"]
     # the same frame through the render path (a camera with audio row 100 of the loaded track) matches
-    from aenerf_ns.audio_features import compute_audio_features
+    from aenerf_ns.audio.audio_features import compute_audio_features
 
     model.set_audio_track(torch.from_numpy(compute_audio_features(speech_wav, 25.0)))
     camera.metadata = {"audio_index": torch.full((1, 1), 100.0), "identity": torch.zeros(1, 1)}

@@ -1,0 +1,110 @@
+"""The methods `aenerf-bench` compares, each a nerfstudio TrainerConfig built for one dataset.
+
+Peers are nerfstudio's own methods (audio-blind); ours are AE-NeRF with both field options, its ablations
+(each switches off one of the paper's components, or the audio itself) and SSP-NeRF. `small` selects the
+CPU presets (the `-tiny` methods and shrunken peers), otherwise the full-size GPU configurations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class BenchMethod:
+    """One entry of the benchmark."""
+
+    name: str
+    """Name in tables, plots and `--methods`."""
+    role: Literal["peer", "ours", "ablation"]
+    """Audio-blind nerfstudio peer, one of our methods, or an ablation of AE-NeRF."""
+    summary: str
+    """What it is, in a few words."""
+    in_scaling: bool
+    """Measured in the render-cost-versus-resolution table (ablations share their parent's cost)."""
+    build: Callable[[Path, bool, float, int], object]
+    """(data, small, train_fraction, rays per batch) -> TrainerConfig."""
+
+
+def _ours(method: Literal["aenerf", "ssp-nerf"], model: dict | None = None, sampler: dict | None = None):
+    def build(data: Path, small: bool, train_fraction: float, rays: int):
+        if method == "aenerf":
+            from aenerf_ns.method_configs.aenerf_methods import aenerf_config as full
+            from aenerf_ns.method_configs.aenerf_methods import aenerf_tiny_config as tiny
+        else:
+            from aenerf_ns.method_configs.ssp_nerf_methods import ssp_nerf_config as full
+            from aenerf_ns.method_configs.ssp_nerf_methods import ssp_nerf_tiny_config as tiny
+        config = tiny() if small else full()
+        datamanager = config.pipeline.datamanager
+        datamanager.data = datamanager.dataparser.data = Path(data)
+        datamanager.dataparser.train_fraction = train_fraction
+        datamanager.train_num_rays_per_batch = datamanager.eval_num_rays_per_batch = rays
+        for key, value in (model or {}).items():
+            setattr(config.pipeline.model, key, value)
+        for key, value in (sampler or {}).items():
+            setattr(datamanager.pixel_sampler, key, value)
+        return config
+
+    return build
+
+
+def _peer(name: str):
+    def build(data: Path, small: bool, train_fraction: float, rays: int):
+        from aenerf_ns.bench.peer_methods import peer_config
+
+        return peer_config(name, data, rays, small, train_fraction)
+
+    return build
+
+
+METHODS: tuple[BenchMethod, ...] = (
+    BenchMethod("nerfacto", "peer", "nerfstudio nerfacto: static scene, audio-blind", True, _peer("nerfacto")),
+    BenchMethod("dnerf", "peer", "nerfstudio D-NeRF: conditioned on time, audio-blind", True, _peer("dnerf")),
+    BenchMethod("aenerf", "ours", "AE-NeRF, positional-encoding MLP fields", True, _ours("aenerf")),
+    BenchMethod(
+        "aenerf-hashgrid",
+        "ours",
+        "AE-NeRF, hash-grid fields",
+        True,
+        _ours("aenerf", {"position_encoding": "hashgrid"}),
+    ),
+    BenchMethod(
+        "aenerf-no-aaa",
+        "ablation",
+        "AE-NeRF without audio-aware aggregation of reference features",
+        False,
+        _ours("aenerf", {"use_aaa": False}),
+    ),
+    BenchMethod(
+        "aenerf-single-field",
+        "ablation",
+        "AE-NeRF with one field instead of the audio and non-audio pair",
+        False,
+        _ours("aenerf", {"use_dual_fields": False}),
+    ),
+    BenchMethod(
+        "aenerf-uniform-rays",
+        "ablation",
+        "AE-NeRF with rays drawn uniformly instead of region-wise",
+        False,
+        _ours("aenerf", sampler={"audio_region_fraction": -1.0}),
+    ),
+    BenchMethod(
+        "aenerf-no-audio",
+        "ablation",
+        "AE-NeRF without audio (and so without audio-aware aggregation): its own audio-blind floor",
+        False,
+        _ours("aenerf", {"use_audio": False, "use_aaa": False}),
+    ),
+    BenchMethod("ssp-nerf", "ours", "SSP-NeRF: one field with parsing, semantic rays, torso", True, _ours("ssp-nerf")),
+)
+"""Every method, in table order."""
+
+BY_NAME: dict[str, BenchMethod] = {m.name: m for m in METHODS}
+"""Methods by name."""
+
+REFERENCE = "nerfacto"
+"""Timings are also given as ratios to this method, measured in the same run."""

@@ -1,0 +1,344 @@
+"""One benchmark entry: train a method under a step or time budget, then score it exactly like the others.
+
+Every method is scored by the same code on the same held-out frames (the consecutive frames after the
+training part of the clip, each with its own audio): PSNR and SSIM over the image, PSNR over the lower
+face (the dataset's audio region), the mouth opening read off the rendered frame by the face mesh
+(`mouth_opening`) against the one read off the ground truth, and that opening's lag to the speech
+envelope (`sync_metrics`). Timings are wall-clock seconds with GPU work synchronised; memory is the
+process's peak resident set on a CPU and the peak allocated CUDA memory on a GPU.
+
+`aenerf-bench` runs each entry as `python -m aenerf_ns.bench.bench_run SETTINGS.json METHOD OUT_DIR` in a process of
+its own, so peaks are per method and a crash costs one entry, and writes `OUT_DIR/result.json` last.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+
+@dataclass
+class RunSettings:
+    """What every entry of one benchmark run shares."""
+
+    data: str
+    """Dataset folder (one identity)."""
+    small: bool
+    """CPU presets of every method (False: full-size configurations)."""
+    train_fraction: float
+    """Leading fraction of the clip trained on; the rest is held out."""
+    rays: int
+    """Rays per training batch, the same for every method."""
+    budget_steps: int | None
+    """Training steps per method (None: train for `budget_seconds`)."""
+    budget_seconds: float | None
+    """Training wall-clock seconds per method (evaluation excluded), when no step budget is set."""
+    curve_points: int
+    """Held-out PSNR measurements spread over the budget (plus one at the start)."""
+    curve_frames: int
+    """Held-out frames each curve point averages."""
+    eval_frames: int
+    """Consecutive held-out frames scored at the end."""
+    max_offset: int
+    """Largest audio-video lag (frames, either way) the sync search considers."""
+    scaling: tuple[int, ...]
+    """Image heights of the render-cost table (empty: none)."""
+    seed: int = 0
+    """Random seed of every method."""
+
+    def key(self) -> str:
+        """Identifies these settings, so results of other settings are never reused."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def render_rgb(model, camera) -> Float[Tensor, "h w 3"]:
+    """A full image from any nerfstudio model (ours and nerfacto name it `rgb`, vanilla NeRF `rgb_fine`)."""
+    outputs = model.get_outputs_for_camera(camera)
+    rgb = outputs["rgb"] if "rgb" in outputs else outputs["rgb_fine"]
+    return rgb[..., :3].clamp(0.0, 1.0)
+
+
+class HeldoutFrames:
+    """Ground truth of the held-out split, read by the talking-head dataparser (the same for every method)."""
+
+    def __init__(self, data: Path, train_fraction: float):
+        from aenerf_ns.data.talking_head_dataparser import TalkingHeadDataParserConfig
+        from aenerf_ns.data.talking_head_dataset import TalkingHeadDataset
+
+        parser = TalkingHeadDataParserConfig(data=Path(data), train_fraction=train_fraction).setup()
+        outputs = parser.get_dataparser_outputs("val")
+        self.dataset = TalkingHeadDataset(outputs)
+        self.filenames = [Path(p).name for p in outputs.image_filenames]
+        meta = outputs.metadata
+        self.fps = float(meta.get("fps") or 25.0)
+        self.frame_indices = meta["frame_indices"].numpy()
+        self.audio_path = meta.get("audio_path")
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def image(self, i: int) -> Float[Tensor, "h w 3"]:
+        return self.dataset[i]["image"][..., :3]
+
+    def image_and_lower_face(self, i: int) -> tuple[Float[Tensor, "h w 3"], Tensor]:
+        """Frame `i` and its lower-face mask, from one read of the frame."""
+        frame = self.dataset[i]
+        return frame["image"][..., :3], frame["audio_region"][..., 0].bool()
+
+
+def _cameras(pipeline, heldout: HeldoutFrames):
+    """The method's own held-out cameras (times, audio indices...), checked to be the reference frames."""
+    dataset = pipeline.datamanager.eval_dataset
+    names = [Path(p).name for p in dataset._dataparser_outputs.image_filenames]
+    if names != heldout.filenames:
+        raise RuntimeError("the method's held-out frames differ from the benchmark's reference frames")
+    return dataset.cameras
+
+
+@torch.no_grad()
+def _psnr_on(model, cameras, heldout: HeldoutFrames, picks) -> float:
+    from aenerf_ns.utils.image_metrics import psnr
+
+    was_training = model.training
+    model.eval()
+    scores = []
+    for i in map(int, picks):
+        pred = render_rgb(model, cameras[i : i + 1].to(model.device))
+        scores.append(float(psnr(pred, heldout.image(i).to(model.device))))
+    model.train(was_training)
+    return float(np.mean(scores))
+
+
+def train_step(pipeline, optimizers, callbacks: list, step: int) -> Tensor:
+    """One training iteration as ns-train runs it (without mixed precision); returns the summed loss."""
+    from nerfstudio.engine.callbacks import TrainingCallbackLocation
+
+    pipeline.train()
+    for callback in callbacks:
+        callback.run_callback_at_location(step, TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
+    _, loss_dict, _ = pipeline.get_train_loss_dict(step)
+    loss = sum(loss_dict.values())
+    optimizers.zero_grad_all()
+    loss.backward()
+    optimizers.optimizer_step_all()
+    optimizers.scheduler_step_all(step)
+    for callback in callbacks:
+        callback.run_callback_at_location(step, TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
+    return loss
+
+
+def train_with_budget(config, settings: RunSettings, label: str, heldout: HeldoutFrames, device: str) -> dict:
+    """Train in-process like ns-train (training callbacks included) until the step or time budget is spent.
+
+    Returns the pipeline, steps done, training seconds (evaluation excluded), the curve
+    [(training seconds, step, held-out PSNR, mean training loss of the last 20 steps)] and the peak
+    memory of training.
+    """
+    from nerfstudio.engine.callbacks import TrainingCallbackAttributes
+    from nerfstudio.engine.optimizers import Optimizers
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from aenerf_ns.bench.peer_methods import offline_lpips
+    from aenerf_ns.bench.resource_meter import PeakMemory, now, synchronize
+
+    torch.manual_seed(settings.seed)
+    np.random.seed(settings.seed)
+    steps_cap = settings.budget_steps if settings.budget_steps is not None else 10**9
+    schedule_steps = settings.budget_steps or 30000
+    config.max_num_iterations = schedule_steps
+    for group in config.optimizers.values():
+        if group.get("scheduler") is not None:
+            group["scheduler"].max_steps = schedule_steps
+    with PeakMemory(device) as memory:
+        with offline_lpips():
+            pipeline = config.pipeline.setup(device=device, test_mode="val")
+        optimizers = Optimizers(config.optimizers, pipeline.get_param_groups())
+        callbacks = pipeline.get_training_callbacks(TrainingCallbackAttributes(optimizers, None, pipeline, None))
+        cameras = _cameras(pipeline, heldout)
+        picks = np.unique(np.linspace(0, len(heldout) - 1, settings.curve_frames).round().astype(int))
+        if settings.budget_steps is not None:
+            marks = [settings.budget_steps * k / settings.curve_points for k in range(1, settings.curve_points)]
+        else:
+            marks = [settings.budget_seconds * k / settings.curve_points for k in range(1, settings.curve_points)]
+        curve = [(0.0, 0, _psnr_on(pipeline.model, cameras, heldout, picks), float("nan"))]
+        seconds, step, recent_losses = 0.0, 0, []
+        columns = (TextColumn(f"training {label}"), BarColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+        total = settings.budget_steps or settings.budget_seconds
+        with Progress(*columns, transient=True) as progress:
+            task = progress.add_task("", total=total)
+            while step < steps_cap and (settings.budget_steps is not None or seconds < settings.budget_seconds):
+                start = now()
+                loss = train_step(pipeline, optimizers, callbacks, step)
+                synchronize(device)
+                seconds += now() - start
+                step += 1
+                recent_losses = (recent_losses + [loss.item()])[-20:]
+                if not math.isfinite(recent_losses[-1]):
+                    raise FloatingPointError(f"{label}: the training loss became {recent_losses[-1]} at step {step}")
+                progress.update(task, completed=step if settings.budget_steps else seconds, description=f"step {step}")
+                position = step if settings.budget_steps is not None else seconds
+                if marks and position >= marks[0]:
+                    marks.pop(0)
+                    psnr = _psnr_on(pipeline.model, cameras, heldout, picks)
+                    curve.append((seconds, step, psnr, float(np.mean(recent_losses))))
+        curve.append((seconds, step, _psnr_on(pipeline.model, cameras, heldout, picks), float(np.mean(recent_losses))))
+    return {
+        "pipeline": pipeline,
+        "cameras": cameras,
+        "steps": step,
+        "train_seconds": seconds,
+        "curve": curve,
+        "train_peak_mb": memory.peak_mb,
+    }
+
+
+@torch.no_grad()
+def score_heldout(model, cameras, heldout: HeldoutFrames, settings: RunSettings, device: str) -> dict:
+    """Render the first `eval_frames` consecutive held-out frames and score them (see the module docstring)."""
+    from rich.progress import Progress
+
+    from aenerf_ns.bench.resource_meter import now, synchronize
+    from aenerf_ns.evaluation.mouth_opening import mouth_openings, opening_agreement
+    from aenerf_ns.utils.image_metrics import masked_psnr, psnr, ssim, to_uint8
+
+    model.eval()
+    count = min(settings.eval_frames, len(heldout))
+    values: dict[str, list[float]] = {"psnr": [], "ssim": [], "lower_face_psnr": []}
+    renders, truths, seconds = [], [], []
+    with Progress(transient=True) as progress:
+        task = progress.add_task("scoring held-out frames", total=count)
+        for i in range(count):
+            start = now()
+            pred = render_rgb(model, cameras[i : i + 1].to(device))
+            synchronize(device)
+            seconds.append(now() - start)
+            gt, region = (t.to(device) for t in heldout.image_and_lower_face(i))
+            values["psnr"].append(float(psnr(pred, gt)))
+            values["ssim"].append(float(ssim(pred, gt)))
+            if region.any():
+                values["lower_face_psnr"].append(float(masked_psnr(pred, gt, region)))
+            renders.append(to_uint8(pred))
+            truths.append(to_uint8(gt))
+            progress.advance(task)
+    result = {k: float(np.mean(v)) if v else float("nan") for k, v in values.items()}
+    result["eval_frames"] = count
+    # the first frame pays one-off costs (allocation, kernel selection); the median is the steady cost
+    result["render_seconds_per_frame"] = float(np.median(seconds[1:] if len(seconds) > 1 else seconds))
+    rendered_open, true_open = mouth_openings(renders, truths, device)
+    result["mouth_opening"] = opening_agreement(rendered_open, true_open)
+    result["av_sync"], result["av_sync_ground_truth"] = _sync(rendered_open, true_open, heldout, count, settings)
+    strip = np.linspace(0, count - 1, min(4, count)).round().astype(int)
+    result["_strip"], result["_truth_strip"] = [renders[i] for i in strip], [truths[i] for i in strip]
+    return result
+
+
+def _sync(rendered: np.ndarray, truth: np.ndarray, heldout: HeldoutFrames, count: int, settings: RunSettings):
+    from aenerf_ns.audio.audio_io import load_audio
+    from aenerf_ns.evaluation.sync_metrics import speech_envelope, sync_report
+
+    if heldout.audio_path is None:
+        return ("skipped: the dataset has no audio file",) * 2
+    if count < 2 * settings.max_offset + 3:
+        return (f"skipped: needs at least {2 * settings.max_offset + 3} frames",) * 2
+    times = (heldout.frame_indices[:count] + 0.5) / heldout.fps
+    envelope = speech_envelope(load_audio(Path(heldout.audio_path)), times, heldout.fps)
+    reports = []
+    for track in (rendered, truth):
+        if np.isfinite(track).sum() < 0.8 * count:
+            reports.append("skipped: no face found in more than a fifth of the frames")
+            continue
+        frames = np.arange(count)
+        ok = np.isfinite(track)
+        filled = np.interp(frames, frames[ok], track[ok])  # the few frames without a face, bridged
+        reports.append(sync_report(filled, envelope, settings.max_offset))
+    return tuple(reports)
+
+
+@torch.no_grad()
+def render_scaling(model, cameras, settings: RunSettings, device: str) -> list[dict]:
+    """Render one held-out camera at each height of `settings.scaling`: seconds and peak memory added."""
+    from aenerf_ns.bench.resource_meter import PeakMemory, now, synchronize
+
+    model.eval()
+    rows = []
+    height = int(cameras.height[0])
+    for k, size in enumerate(settings.scaling):
+        camera = cameras[0:1].to(device)
+        camera.rescale_output_resolution(size / height)
+        if k == 0:
+            render_rgb(model, camera)  # one-off costs are not part of any size's figure
+        with PeakMemory(device) as memory:
+            start = now()
+            render_rgb(model, camera)
+            synchronize(device)
+            seconds = now() - start
+        rows.append({"height": size, "seconds": seconds, "added_mb": memory.added_mb, "peak_mb": memory.peak_mb})
+    return rows
+
+
+def run_method(name: str, settings: RunSettings, out_dir: Path) -> dict:
+    """Train and score one method; writes `result.json` (last) and `strip.png` into `out_dir`."""
+    from aenerf_ns.bench.bench_methods import BY_NAME
+    from aenerf_ns.bench.resource_meter import peak_resident_mb
+    from aenerf_ns.evaluation.evaluate import json_safe
+    from aenerf_ns.utils.atomic_io import atomic_save_png, atomic_write_bytes
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    method = BY_NAME[name]
+    heldout = HeldoutFrames(Path(settings.data), settings.train_fraction)
+    config = method.build(Path(settings.data), settings.small, settings.train_fraction, settings.rays)
+    trained = train_with_budget(config, settings, name, heldout, device)
+    model = trained["pipeline"].model
+    scores = score_heldout(model, trained["cameras"], heldout, settings, device)
+    scaling = render_scaling(model, trained["cameras"], settings, device) if method.in_scaling else []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_save_png(out_dir / "strip.png", np.concatenate(scores.pop("_strip"), 1))
+    atomic_save_png(out_dir / "truth_strip.png", np.concatenate(scores.pop("_truth_strip"), 1))
+    result = {
+        "method": name,
+        "role": method.role,
+        "summary": method.summary,
+        "settings_key": settings.key(),
+        "device": torch.cuda.get_device_name() if device == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+        "steps": trained["steps"],
+        "train_seconds": trained["train_seconds"],
+        "train_seconds_per_1k_steps": 1000.0 * trained["train_seconds"] / max(trained["steps"], 1),
+        "train_peak_mb": trained["train_peak_mb"],
+        "process_peak_mb": peak_resident_mb() if device == "cpu" else trained["train_peak_mb"],
+        "curve": [{"seconds": s, "step": k, "psnr": p, "train_loss": x} for s, k, p, x in trained["curve"]],
+        **scores,
+        "scaling": scaling,
+    }
+    atomic_write_bytes(out_dir / "result.json", json.dumps(json_safe(result), indent=2).encode())
+    return result
+
+
+def main(argv: list[str]) -> int:
+    settings_path, name, out_dir = argv
+    raw = json.loads(Path(settings_path).read_text())
+    raw["scaling"] = tuple(raw["scaling"])
+    settings = RunSettings(**raw)
+    try:
+        run_method(name, settings, Path(out_dir))
+    except Exception as error:  # reported by aenerf-bench; the other methods still run
+        traceback.print_exc()
+        from aenerf_ns.utils.atomic_io import atomic_write_bytes
+
+        failure = {"method": name, "settings_key": settings.key(), "error": f"{type(error).__name__}: {error}"}
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(Path(out_dir) / "failed.json", json.dumps(failure, indent=2).encode())
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,198 @@
+"""SSP-NeRF for nerfstudio: one audio-conditioned field for head and torso, with a parsing branch.
+
+Per sample point the model
+1. moves points below the head by the torso deformation (`torso_deformation`), conditioned on the
+   frame's head pose and a per-frame latent code;
+2. evaluates one field F(x', d, a) for density, colour and parsing-class logits, where `a` is the
+   frame's smoothed audio code (the same audio encoder and smoothing as AE-NeRF, `talking_head_model`);
+3. renders colour, depth and parsing probabilities (background = 1 - opacity), composited over the
+   identity's background plate.
+
+Training rays come from the semantic-aware dynamic sampler (`semantic_sampler`); after every step the
+model feeds it the per-class photometric loss of the batch, and logs the sampler's allocation (also shown
+in the viewer). Ablation switches: `use_torso_deformation` here, `semantic_aware` on the sampler.
+Choices the paper leaves open are listed in docs/ssp-nerf.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from jaxtyping import Float
+from nerfstudio.cameras.cameras import Cameras
+from nerfstudio.cameras.rays import RayBundle, RaySamples
+from nerfstudio.data.scene_box import OrientedBox
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
+from nerfstudio.viewer.viewer_elements import ViewerText
+from torch import Tensor
+
+from aenerf_ns.data.parsing_labels import LABEL_NAMES
+from aenerf_ns.models.talking_head_model import TalkingHeadModel, TalkingHeadModelConfig
+from aenerf_ns.ssp_nerf.torso_deformation import TorsoDeformation
+
+
+@dataclass
+class SSPNeRFModelConfig(TalkingHeadModelConfig):
+    """SSP-NeRF model settings."""
+
+    _target: type = field(default_factory=lambda: SSPNeRFModel)
+    use_torso_deformation: bool = True
+    """Deform torso points by head pose and a per-frame latent; False is the "w/o torso deformation" ablation."""
+    torso_latent_dim: int = 8
+    """Size of the per-frame latent code of the torso deformation."""
+    torso_hidden_dim: int = 64
+    """Width of the torso deformation's MLP."""
+    torso_max_offset: float = 0.5
+    """Largest torso offset in head units (about 6 cm)."""
+    torso_gate_height: float = -1.0
+    """Height (head units, y) below which points count as torso; the head above it is never deformed."""
+    torso_offset_loss_mult: float = 1e-3
+    """Weight of the mean squared torso offset (keeps deformations as small as the data allows)."""
+
+
+class SSPNeRFModel(TalkingHeadModel):
+    """See the module docstring."""
+
+    config: SSPNeRFModelConfig
+
+    def populate_modules(self) -> None:
+        super().populate_modules()
+        cfg = self.config
+        metadata = self.kwargs.get("metadata") or {}
+        self.field = self.make_field(self.audio_dim)
+        mean_pose = metadata.get("camera_pose_mean")
+        if mean_pose is None:
+            mean_pose = torch.eye(4)[:3].reshape(12)
+        self.register_buffer("mean_pose", mean_pose.float().reshape(12).clone())
+        self.torso = None
+        if cfg.use_torso_deformation:
+            self.torso = TorsoDeformation(
+                self.num_train_data,
+                latent_dim=cfg.torso_latent_dim,
+                hidden_dim=cfg.torso_hidden_dim,
+                max_offset=cfg.torso_max_offset,
+                gate_height=cfg.torso_gate_height,
+            )
+        self.sampler_allocation = torch.full((self.num_classes,), 1.0 / self.num_classes)
+        self._class_stats: tuple[Tensor, Tensor] | None = None
+        self.viewer_allocation = ViewerText("Ray allocation", "not started", disabled=True,
+                                            hint="share of training rays per parsing class")  # fmt: skip
+
+    # ------------------------------------------------------------------ sampler feedback
+    def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> list:
+        pipeline = training_callback_attributes.pipeline
+        sampler = getattr(getattr(pipeline, "datamanager", None), "train_pixel_sampler", None)
+
+        def feed_sampler(step: int) -> None:
+            if self._class_stats is None:
+                return
+            if hasattr(sampler, "update"):
+                sampler.update(*self._class_stats)
+                self.sampler_allocation = sampler.shares().clone()
+                text = ", ".join(f"{n} {100 * float(p):.0f}%" for n, p in zip(LABEL_NAMES, self.sampler_allocation))
+                self.viewer_allocation.value = text
+            self._class_stats = None
+
+        return [TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], feed_sampler)]
+
+    # ------------------------------------------------------------------ rendering
+    def _ray_conditions(self, ray_bundle: RayBundle) -> tuple[Float[Tensor, "R 12"], Float[Tensor, "R L"] | None]:
+        metadata = ray_bundle.metadata or {}
+        n = ray_bundle.origins.shape[0]
+        if "camera_pose" in metadata:
+            pose = metadata["camera_pose"].reshape(n, 12) - self.mean_pose
+        else:  # the viewer's free camera: the torso at its mean pose
+            pose = torch.zeros(n, 12, device=ray_bundle.origins.device)
+        latents = None
+        if self.torso is not None:
+            frames = metadata.get("train_frame") if self.training else None
+            latents = self.torso.frame_latents(frames, n)
+        return pose, latents
+
+    def _render(self, ray_samples: RaySamples, codes, pose, latents) -> dict[str, Tensor]:
+        positions = ray_samples.frustums.get_positions()
+        num_rays, num_samples = positions.shape[:2]
+        pos = positions.reshape(-1, 3)
+        dirs = ray_samples.frustums.directions.reshape(-1, 3)
+
+        def per_sample(x: Tensor | None) -> Tensor | None:
+            return None if x is None else x[:, None].expand(-1, num_samples, -1).reshape(num_rays * num_samples, -1)
+
+        offsets = None
+        if self.torso is not None:
+            offsets = self.torso(pos, per_sample(pose), per_sample(latents))
+            pos = pos + offsets
+        out = self.field(pos, dirs, per_sample(codes), None)
+        density = out["density"].reshape(num_rays, num_samples, 1)
+        rgb = out["rgb"].reshape(num_rays, num_samples, 3)
+        probs = torch.softmax(out["semantics"], -1).reshape(num_rays, num_samples, -1)
+        weights = ray_samples.get_weights(density)
+        accumulation = self.renderer_accumulation(weights)
+        result = {
+            "rgb": torch.sum(weights * rgb, dim=-2),
+            "accumulation": accumulation,
+            "depth": self.renderer_depth(weights=weights, ray_samples=ray_samples),
+            "parsing_probs": torch.cat([(1.0 - accumulation).clamp_min(0.0), torch.sum(weights * probs, -2)], -1),
+            "weights": weights,
+        }
+        if offsets is not None:
+            result["torso_offsets"] = offsets
+        return result
+
+    def get_outputs(self, ray_bundle: RayBundle) -> dict[str, Tensor]:
+        shape = ray_bundle.shape
+        if len(shape) != 1:
+            ray_bundle = ray_bundle.flatten()
+        codes = self.audio_codes(ray_bundle)
+        pose, latents = self._ray_conditions(ray_bundle)
+        coarse, fine, outputs = self.render_two_pass(
+            ray_bundle, lambda samples: self._render(samples, codes, pose, latents)
+        )
+        if self.training and "torso_offsets" in fine:
+            outputs["torso_offsets"] = torch.cat([coarse["torso_offsets"], fine["torso_offsets"]])
+        if len(shape) != 1:
+            outputs = {k: v.reshape(*shape, *v.shape[1:]) for k, v in outputs.items() if k != "torso_offsets"}
+        return outputs
+
+    @torch.no_grad()
+    def get_outputs_for_camera(self, camera: Cameras, obb_box: OrientedBox | None = None) -> dict[str, Tensor]:
+        """Dataset and render cameras (they carry audio) condition the torso on their own pose."""
+        metadata = camera.metadata
+        if metadata is not None and "audio_index" in metadata and "camera_pose" not in metadata:
+            pose = camera.camera_to_worlds.reshape(-1, 12)[:1]
+            camera.metadata = {**metadata, "camera_pose": pose}
+            try:
+                return super().get_outputs_for_camera(camera, obb_box=obb_box)
+            finally:
+                camera.metadata = metadata
+        return super().get_outputs_for_camera(camera, obb_box=obb_box)
+
+    # ------------------------------------------------------------------ losses and metrics
+    def get_metrics_dict(self, outputs, batch) -> dict[str, Tensor]:
+        metrics = super().get_metrics_dict(outputs, batch)
+        if "parsing" in batch and self.training:
+            labels = batch["parsing"].to(self.device).long().reshape(-1)
+            measured = torch.bincount(labels, minlength=self.num_classes).float() / labels.numel()
+            for k, name in enumerate(LABEL_NAMES):
+                metrics[f"rays_{name}_fraction"] = measured[k]
+                metrics[f"sampler_{name}_share"] = self.sampler_allocation[k].to(self.device)
+        return metrics
+
+    def get_loss_dict(self, outputs, batch, metrics_dict=None) -> dict[str, Tensor]:
+        loss = self.photometric_losses(outputs, batch)
+        if "parsing" in batch:
+            labels = batch["parsing"].to(self.device).long().reshape(-1)
+            if self.config.parsing_loss_mult > 0:
+                loss["parsing_loss"] = self._parsing_loss(outputs, labels)
+            if self.training:  # what the semantic sampler learns from: this batch's error per class
+                gt = batch["image"].to(self.device)[..., :3]
+                per_ray = ((self.composited(outputs, batch).detach() - gt) ** 2).mean(-1).reshape(-1)
+                sums = torch.zeros(self.num_classes, device=per_ray.device).index_add_(0, labels, per_ray)
+                counts = torch.bincount(labels, minlength=self.num_classes).float()
+                self._class_stats = (sums, counts)
+        if self.torso is not None and "torso_offsets" in outputs and self.config.torso_offset_loss_mult > 0:
+            loss["torso_offset_loss"] = (
+                self.config.torso_offset_loss_mult * (outputs["torso_offsets"] ** 2).sum(-1).mean()
+            )
+        return loss
