@@ -97,8 +97,9 @@ def test_lpips_is_computed_when_alexnet_weights_are_on_disk(tiny_run, tmp_path, 
     import torch
     import torchvision
 
-    from aenerf_ns.evaluation.evaluate import ALEXNET_WEIGHTS, evaluate_heldout
+    from aenerf_ns.evaluation.evaluate import evaluate_heldout
     from aenerf_ns.inference.checkpoints import load_trained_pipeline
+    from aenerf_ns.utils.offline_weights import ALEXNET_WEIGHTS
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     weights = Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_WEIGHTS

@@ -28,7 +28,7 @@ PEERS = ("nerfacto", "dnerf")
 
 
 def _lpips_weights_present() -> bool:
-    from aenerf_ns.evaluation.evaluate import alexnet_weights_path
+    from aenerf_ns.utils.offline_weights import alexnet_weights_path
 
     return alexnet_weights_path().is_file()
 

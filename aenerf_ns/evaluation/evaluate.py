@@ -24,16 +24,9 @@ from aenerf_ns.data.parsing_labels import MOUTH_INTERIOR
 from aenerf_ns.evaluation.sync_metrics import mask_iou, mouth_extent, speech_envelope, sync_report
 from aenerf_ns.utils.atomic_io import atomic_save_png, atomic_write_bytes
 from aenerf_ns.utils.image_metrics import to_uint8
-
-ALEXNET_WEIGHTS = "alexnet-owt-7be5be79.pth"
-"""torchvision's AlexNet checkpoint name, which LPIPS (alex) loads from the torch hub cache."""
+from aenerf_ns.utils.offline_weights import alexnet_weights_path
 
 SYNCNET_SKIP = "skipped: SyncNet confidence needs pretrained SyncNet weights, which are neither bundled nor downloaded"
-
-
-def alexnet_weights_path() -> Path:
-    """Where LPIPS (alex) looks for torchvision's AlexNet weights: the torch hub cache."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_WEIGHTS
 
 
 def lpips_metric(device: torch.device | str = "cpu"):
