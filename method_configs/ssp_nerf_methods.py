@@ -9,14 +9,17 @@ from __future__ import annotations
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
-from aenerf_ns.data.talking_head_datamanager import SemanticDataManagerConfig
-from aenerf_ns.method_configs.aenerf_methods import TINY_FIELDS, talking_head_trainer, tiny_trainer
+from aenerf_ns.data.talking_head_datamanager import TalkingHeadDataManagerConfig
+from aenerf_ns.method_configs.common import TINY_FIELDS, talking_head_trainer, tiny_trainer
+from aenerf_ns.ssp_nerf.semantic_sampler import SemanticPixelSamplerConfig
 from aenerf_ns.ssp_nerf.ssp_nerf_model import SSPNeRFModelConfig
 
 
 def ssp_nerf_config() -> TrainerConfig:
     """Full-size SSP-NeRF (GPU)."""
-    datamanager = SemanticDataManagerConfig(train_num_rays_per_batch=2048, eval_num_rays_per_batch=2048)
+    datamanager = TalkingHeadDataManagerConfig(
+        train_num_rays_per_batch=2048, eval_num_rays_per_batch=2048, pixel_sampler=SemanticPixelSamplerConfig()
+    )
     return talking_head_trainer("ssp-nerf", datamanager, SSPNeRFModelConfig(eval_num_rays_per_chunk=4096))
 
 

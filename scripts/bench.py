@@ -299,7 +299,7 @@ def main(args: BenchArgs) -> dict:
     from rich.console import Console
 
     from aenerf_ns.bench.bench_methods import BY_NAME, METHODS, REFERENCE
-    from aenerf_ns.evaluation.evaluate import json_safe
+    from aenerf_ns.evaluation.metric_reports import json_safe
     from aenerf_ns.utils.atomic_io import atomic_write_bytes
 
     console = Console(width=None if sys.stdout.isatty() else 140)  # logs keep the table's rows whole
@@ -352,7 +352,10 @@ def main(args: BenchArgs) -> dict:
 
 
 def entrypoint() -> None:
-    main(tyro.cli(BenchArgs))
+    from aenerf_ns.utils.cli_output import run_cli
+
+    args = tyro.cli(BenchArgs)
+    run_cli("aenerf-bench", lambda: main(args), args.output)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,8 @@ def main(args: EvalArgs) -> dict:
     from rich.table import Table
 
     from aenerf_ns.audio.audio_io import check_not_silent, load_audio
-    from aenerf_ns.evaluation.evaluate import evaluate_cross_driven, evaluate_heldout, format_metric
+    from aenerf_ns.evaluation.evaluate import evaluate_cross_driven, evaluate_heldout
+    from aenerf_ns.evaluation.metric_reports import format_metric
     from aenerf_ns.inference.checkpoints import load_trained_pipeline
 
     console = Console()
@@ -89,12 +90,10 @@ def main(args: EvalArgs) -> dict:
 def entrypoint() -> None:
     from aenerf_ns.audio.audio_io import AudioError
     from aenerf_ns.inference.checkpoints import CheckpointError
+    from aenerf_ns.utils.cli_output import run_cli
 
     args = tyro.cli(EvalArgs)
-    try:
-        main(args)
-    except (AudioError, CheckpointError) as exc:
-        raise SystemExit(f"aenerf-eval: error: {exc}") from None
+    run_cli("aenerf-eval", lambda: main(args), args.load_config.parent, (AudioError, CheckpointError), False)
 
 
 if __name__ == "__main__":

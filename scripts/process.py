@@ -62,7 +62,12 @@ def main(args: ProcessArgs) -> int:
 
 
 def entrypoint() -> None:
-    sys.exit(main(tyro.cli(ProcessArgs)))
+    from aenerf_ns.utils.cli_output import warnings_to_log
+
+    args = tyro.cli(ProcessArgs)
+    with warnings_to_log(args.output):
+        status = main(args)
+    sys.exit(status)
 
 
 if __name__ == "__main__":

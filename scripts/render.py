@@ -67,24 +67,11 @@ def _frames_key(args: RenderArgs, ckpt: Path, num_frames: int) -> str:
     return h.hexdigest()[:16]
 
 
-def main(args: RenderArgs) -> Path:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from aenerf_ns.audio.audio_features import num_video_frames
+def _checked_audio(args: RenderArgs):
+    """The render's settings checked, and its audio loaded, before the model loads: (audio, background colour)."""
     from aenerf_ns.audio.audio_io import check_not_silent, load_audio
-    from aenerf_ns.inference.audio_render import (
-        drive_with_audio,
-        identity_poses,
-        parse_background,
-        pose_schedule,
-        render_cameras,
-        render_frames,
-    )
-    from aenerf_ns.inference.checkpoints import load_trained_pipeline
-    from aenerf_ns.inference.video_io import PROVENANCE_KEY, encode_frames_with_audio
+    from aenerf_ns.inference.audio_render import parse_background
 
-    console = Console()
     background = parse_background(args.background)
     if args.downscale_factor <= 0:
         raise RenderInputError(f"--downscale-factor must be positive, got {args.downscale_factor}")
@@ -93,31 +80,22 @@ def main(args: RenderArgs) -> Path:
             raise RenderInputError("--pose-source camera-path needs --camera-path-filename")
         if not args.camera_path_filename.is_file():
             raise RenderInputError(f"camera path {args.camera_path_filename} does not exist")
-    audio = load_audio(args.audio)  # readable, non-empty, finite, not silent: checked before the model loads
+    audio = load_audio(args.audio)  # readable, non-empty, finite, not silent
     check_not_silent(audio)
     if audio.duration_s > args.max_seconds:
         raise RenderInputError(
             f"{args.audio} is {audio.duration_s:.0f} s long, over the {args.max_seconds:.0f} s limit: split it, "
             "or raise --max-seconds (memory grows with the length)"
         )
+    return audio, background
 
-    config, pipeline, ckpt, step = load_trained_pipeline(
-        args.load_config,
-        test_mode="inference",
-        load_step=args.load_step,
-        data=args.data,
-        require_audio_driven=True,
-        eval_num_rays_per_chunk=args.eval_num_rays_per_chunk,
-    )
-    model = pipeline.model
-    outputs = pipeline.datamanager.train_dataparser_outputs
-    fps = float(outputs.metadata["fps"])
-    num_frames = num_video_frames(audio, fps)
-    if num_frames < 1:
-        raise RenderInputError(f"{args.audio} lasts {audio.duration_s:.3f} s: shorter than one frame at {fps:g} fps")
-    drive_with_audio(model, audio, fps, num_frames, config.pipeline.datamanager.dataparser.audio)
 
-    identities = outputs.metadata.get("identities") or ["identity"]
+def _frame_cameras(args: RenderArgs, outputs, num_frames: int) -> list:
+    """One camera per output frame: the identity's training poses or the camera path, scheduled over the audio."""
+    from aenerf_ns.data.talking_head_metadata import talking_head_metadata
+    from aenerf_ns.inference.audio_render import identity_poses, pose_schedule, render_cameras
+
+    identities = [identity.name for identity in talking_head_metadata(outputs.metadata).identities]
     if not 0 <= args.identity < len(identities):
         raise RenderInputError(f"--identity {args.identity} is outside 0..{len(identities) - 1} ({identities})")
     if args.pose_source == "camera-path":
@@ -131,34 +109,74 @@ def main(args: RenderArgs) -> Path:
     else:
         poses = identity_poses(outputs.cameras, args.identity)
         schedule = pose_schedule(num_frames, len(poses), args.pose_source, args.fixed_frame)
-    frame_cameras = render_cameras(poses, schedule, args.identity, 1.0 / args.downscale_factor)
+    return render_cameras(poses, schedule, args.identity, 1.0 / args.downscale_factor)
 
-    output = Path(args.output_path)
-    frames_dir = output.parent / f".{output.stem}.frames-{_frames_key(args, ckpt, num_frames)}"
+
+def _render_with_progress(console, model, cameras: list, frames_dir: Path, background, watermark: bool) -> None:
+    """Render the frames not yet in `frames_dir`, showing a progress bar over all of them."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from aenerf_ns.inference.audio_render import render_frames
+
     done = len(list(frames_dir.glob("*.png"))) if frames_dir.is_dir() else 0
     if done:
-        console.print(f"resuming: {done} of {num_frames} frames already rendered in {frames_dir}")
+        console.print(f"resuming: {done} of {len(cameras)} frames already rendered in {frames_dir}")
     columns = (TextColumn("rendering"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console) as progress:
-        task = progress.add_task("render", total=num_frames)
+        task = progress.add_task("render", total=len(cameras))
         render_frames(
-            model,
-            frame_cameras,
-            frames_dir,
-            background,
-            args.watermark,
-            on_frame=lambda t: progress.update(task, completed=t + 1),
+            model, cameras, frames_dir, background, watermark, on_frame=lambda t: progress.update(task, completed=t + 1)
         )
+
+
+def _provenance(method_name: str, step: int, audio: Path) -> dict[str, str]:
+    """mp4 metadata that marks the video as AI-generated and names the software, run and audio behind it."""
     from importlib.metadata import version
 
-    metadata = {
+    from aenerf_ns.inference.video_io import PROVENANCE_KEY
+
+    return {
         PROVENANCE_KEY: "true",
         "comment": (
             f"AI-generated talking head: synthesized by aenerf_ns {version('aenerf_ns')} "
-            f"({config.method_name}, step {step}) driven by {Path(args.audio).name}"
+            f"({method_name}, step {step}) driven by {Path(audio).name}"
         ),
         "encoder_software": f"aenerf_ns {version('aenerf_ns')}",
     }
+
+
+def main(args: RenderArgs) -> Path:
+    from rich.console import Console
+
+    from aenerf_ns.audio.audio_features import num_video_frames
+    from aenerf_ns.data.talking_head_metadata import talking_head_metadata
+    from aenerf_ns.inference.audio_render import drive_with_audio
+    from aenerf_ns.inference.checkpoints import load_trained_pipeline
+    from aenerf_ns.inference.video_io import encode_frames_with_audio
+
+    console = Console()
+    audio, background = _checked_audio(args)
+    config, pipeline, ckpt, step = load_trained_pipeline(
+        args.load_config,
+        test_mode="inference",
+        load_step=args.load_step,
+        data=args.data,
+        require_audio_driven=True,
+        eval_num_rays_per_chunk=args.eval_num_rays_per_chunk,
+    )
+    model = pipeline.model
+    outputs = pipeline.datamanager.train_dataparser_outputs
+    fps = talking_head_metadata(outputs.metadata).fps
+    num_frames = num_video_frames(audio, fps)
+    if num_frames < 1:
+        raise RenderInputError(f"{args.audio} lasts {audio.duration_s:.3f} s: shorter than one frame at {fps:g} fps")
+    drive_with_audio(model, audio, fps, num_frames, config.pipeline.datamanager.dataparser.audio)
+    frame_cameras = _frame_cameras(args, outputs, num_frames)
+
+    output = Path(args.output_path)
+    frames_dir = output.parent / f".{output.stem}.frames-{_frames_key(args, ckpt, num_frames)}"
+    _render_with_progress(console, model, frame_cameras, frames_dir, background, args.watermark)
+    metadata = _provenance(config.method_name, step, args.audio)
     encode_frames_with_audio(str(frames_dir / "%06d.png"), fps, num_frames, args.audio, output, metadata)
     if not args.keep_frames:
         shutil.rmtree(frames_dir, ignore_errors=True)
@@ -170,12 +188,11 @@ def entrypoint() -> None:
     from aenerf_ns.audio.audio_io import AudioError
     from aenerf_ns.inference.checkpoints import CheckpointError
     from aenerf_ns.inference.video_io import VideoEncodeError
+    from aenerf_ns.utils.cli_output import run_cli
 
     args = tyro.cli(RenderArgs)
-    try:
-        main(args)
-    except (RenderInputError, AudioError, CheckpointError, VideoEncodeError, ValueError) as exc:
-        raise SystemExit(f"aenerf-render: error: {exc}") from None
+    errors = (RenderInputError, AudioError, CheckpointError, VideoEncodeError, ValueError)
+    run_cli("aenerf-render", lambda: main(args), args.load_config.parent, errors, create_folder=False)
 
 
 if __name__ == "__main__":

@@ -30,8 +30,10 @@ def main(args: SynthDataArgs) -> None:
     from rich.console import Console
 
     from aenerf_ns.synthetic.synthetic_dataset import write_synthetic_sample
+    from aenerf_ns.utils.cli_output import warnings_to_log
 
-    metas = write_synthetic_sample(args.output, args.identities, args.seconds, args.resolution, args.fps, args.seed)
+    with warnings_to_log(args.output):
+        metas = write_synthetic_sample(args.output, args.identities, args.seconds, args.resolution, args.fps, args.seed)
     console = Console()
     for meta in metas:
         console.print(f"[green]wrote[/green] {meta.root} ({meta.num_frames} frames, {meta.width}x{meta.height})")

@@ -74,9 +74,9 @@ def ns_train_command(
     return cmd
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def ns_train():
-    """`ns_train_command`, for tests that start their own training runs."""
+    """`ns_train_command`, for tests and fixtures that start their own training runs."""
     return ns_train_command
 
 

@@ -11,16 +11,18 @@ from nerfstudio.cameras.cameras import Cameras, CameraType
 
 from aenerf_ns.aenerf.audio_aware_aggregation import AudioAwareAggregation, AudioBlindAggregation, CrossAttentionBlock
 from aenerf_ns.aenerf.mask_blend import blend_dual_samples
+from aenerf_ns.aenerf.ray_groups import AUDIO_ONLY, OTHER_ONLY, OVERLAP
+from aenerf_ns.aenerf.reference_frames import pick_reference_frames, select_reference_frames
 from aenerf_ns.aenerf.reference_views import (
     ReferenceEncoder,
     project_points,
     sample_reference_features,
-    select_reference_frames,
     view_directions,
 )
-from aenerf_ns.aenerf.region_sampler import AUDIO_ONLY, OTHER_ONLY, OVERLAP
 from aenerf_ns.aenerf.warper import Warper, offset_length_loss
 from aenerf_ns.audio.audio_smoothing import AudioSmoother, clip_bounds, neighbour_rows
+from aenerf_ns.data.talking_head_dataparser import TalkingHeadDataParserConfig
+from aenerf_ns.data.talking_head_metadata import talking_head_metadata
 from aenerf_ns.models.audio_field import AudioConditionedField
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -159,6 +161,41 @@ def test_select_reference_frames_returns_distinct_indices_even_with_repeated_row
 def test_select_reference_frames_rejects_impossible_counts(count):
     with pytest.raises(ValueError):
         select_reference_frames(np.zeros((10, 2)), count)
+
+
+def _train_metadata(data):
+    outputs = TalkingHeadDataParserConfig(data=data).setup().get_dataparser_outputs("train")
+    return talking_head_metadata(outputs.metadata)
+
+
+def test_references_come_from_training_frames_and_differ_in_audio(sample_dataset):
+    from PIL import Image
+
+    meta = _train_metadata(sample_dataset)
+    refs = pick_reference_frames(meta, 4)
+    assert refs.images.shape == (1, 4, 48, 48, 3) and refs.images.dtype == torch.uint8
+    frames = refs.frame_indices[0].tolist()
+    assert len(set(frames)) == 4 and all(f < 37 for f in frames)
+    first = np.array(Image.open(sample_dataset / "images" / f"{frames[0]:05d}.png").convert("RGB"))
+    assert torch.equal(refs.images[0, 0], torch.from_numpy(first))
+    assert torch.equal(refs.audio_rows[0], refs.frame_indices[0])
+    assert torch.equal(refs.camera_to_worlds[0, 1], meta.identities[0].train_camera_to_worlds[frames[1]])
+    assert torch.equal(refs.intrinsics[0], meta.identities[0].intrinsics.expand(4, 4))
+    # spread over audio: the chosen frames are farther apart in audio than consecutive frames
+    table = meta.audio_features
+    chosen = table[refs.audio_rows[0]]
+    spread = torch.cdist(chosen, chosen)[~torch.eye(4, dtype=torch.bool)].mean()
+    neighbours = (table[1:37] - table[:36]).norm(dim=1).mean()
+    assert spread > neighbours
+
+
+def test_short_clips_repeat_references_and_bad_counts_are_refused(sample_dataset):
+    meta = _train_metadata(sample_dataset)
+    refs = pick_reference_frames(meta, 40)  # more than the 37 training frames
+    assert refs.images.shape[:2] == (1, 40)
+    assert len(set(refs.frame_indices[0].tolist())) == 37
+    with pytest.raises(ValueError, match="num_references must be at least 1"):
+        pick_reference_frames(meta, 0)
 
 
 def test_reference_encoder_keeps_resolution_and_appends_rgb():

@@ -5,23 +5,28 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SMALL_MODEL as SMALL
 
 from aenerf_ns.aenerf.aenerf_model import IDENTITY_BUFFERS
 from aenerf_ns.aenerf.audio_aware_aggregation import AudioAwareAggregation, AudioBlindAggregation
-from aenerf_ns.aenerf.region_sampler import AUDIO_ONLY, OTHER_ONLY, OVERLAP
+from aenerf_ns.aenerf.ray_groups import AUDIO_ONLY, OTHER_ONLY, OVERLAP
 
 
-def _pipeline(data: Path, rays: int = 96, **model):
-    from aenerf_ns.method_configs.aenerf_methods import aenerf_tiny_config
+@pytest.fixture
+def make_pipeline(small_model):
+    """Seeded aenerf-tiny pipelines with small fields: `make_pipeline(data, rays, **model_settings)`."""
 
-    config = aenerf_tiny_config()
-    config.pipeline.datamanager.data = data
-    config.pipeline.datamanager.train_num_rays_per_batch = rays
-    for key, value in {**SMALL, **model}.items():
-        setattr(config.pipeline.model, key, value)
-    torch.manual_seed(0)
-    return config.pipeline.setup(device="cpu", test_mode="val")
+    def build(data: Path, rays: int = 96, **model):
+        from aenerf_ns.method_configs.aenerf_methods import aenerf_tiny_config
+
+        config = aenerf_tiny_config()
+        config.pipeline.datamanager.data = data
+        config.pipeline.datamanager.train_num_rays_per_batch = rays
+        for key, value in {**small_model, **model}.items():
+            setattr(config.pipeline.model, key, value)
+        torch.manual_seed(0)
+        return config.pipeline.setup(device="cpu", test_mode="val")
+
+    return build
 
 
 ABLATIONS = {
@@ -36,8 +41,8 @@ ABLATIONS = {
 
 
 @pytest.mark.parametrize("name", list(ABLATIONS))
-def test_every_variant_trains_a_step(sample_dataset, name):
-    pipeline = _pipeline(sample_dataset, **ABLATIONS[name])
+def test_every_variant_trains_a_step(sample_dataset, make_pipeline, name):
+    pipeline = make_pipeline(sample_dataset, **ABLATIONS[name])
     model = pipeline.model
     flags = model.config
     _, losses, metrics = pipeline.get_train_loss_dict(0)
@@ -60,17 +65,17 @@ def test_every_variant_trains_a_step(sample_dataset, name):
     assert 0.25 < float(metrics["rays_overlap_fraction"]) < 0.55
 
 
-def test_audio_aaa_needs_audio(sample_dataset):
+def test_audio_aaa_needs_audio(sample_dataset, make_pipeline):
     with pytest.raises(ValueError, match="use_aaa needs audio"):
-        _pipeline(sample_dataset, use_audio=False)
+        make_pipeline(sample_dataset, use_audio=False)
 
 
 def _count_rows(module: torch.nn.Module, counter: list) -> None:
     module.register_forward_hook(lambda m, args, out: counter.append(args[0].shape[0]))
 
 
-def test_rays_go_through_the_fields_of_their_group(sample_dataset):
-    pipeline = _pipeline(sample_dataset, rays=200)
+def test_rays_go_through_the_fields_of_their_group(sample_dataset, make_pipeline, small_model):
+    pipeline = make_pipeline(sample_dataset, rays=200)
     model = pipeline.model
     ray_bundle, batch = pipeline.datamanager.next_train(0)
     groups = ray_bundle.metadata["ray_group"][:, 0]
@@ -83,18 +88,19 @@ def test_rays_go_through_the_fields_of_their_group(sample_dataset):
     model(ray_bundle)
     n_aa, n_ai = int((groups != OTHER_ONLY).sum()), int((groups != AUDIO_ONLY).sum())
     assert len(rows_aa) == len(rows_ai) == 2  # coarse and fine pass
-    assert rows_aa[0] == n_aa * SMALL["num_coarse_samples"] and rows_ai[0] == n_ai * SMALL["num_coarse_samples"]
-    assert rows_aa[1] % n_aa == 0 and rows_aa[1] // n_aa == rows_ai[1] // n_ai > SMALL["num_importance_samples"]
+    assert rows_aa[0] == n_aa * small_model["num_coarse_samples"]
+    assert rows_ai[0] == n_ai * small_model["num_coarse_samples"]
+    assert rows_aa[1] % n_aa == 0 and rows_aa[1] // n_aa == rows_ai[1] // n_ai > small_model["num_importance_samples"]
     # at inference every ray is an overlap ray and goes through both fields
     model.eval()
     rows_aa.clear(), rows_ai.clear()
     outputs = model(ray_bundle)
     assert (outputs["ray_group"] == OVERLAP).all()
-    assert rows_aa == rows_ai and rows_aa[0] == len(groups) * SMALL["num_coarse_samples"]
+    assert rows_aa == rows_ai and rows_aa[0] == len(groups) * small_model["num_coarse_samples"]
 
 
-def test_audio_independent_field_output_is_invariant_to_audio(sample_dataset):
-    pipeline = _pipeline(sample_dataset)
+def test_audio_independent_field_output_is_invariant_to_audio(sample_dataset, make_pipeline):
+    pipeline = make_pipeline(sample_dataset)
     model = pipeline.model.eval()
     ray_bundle, _ = pipeline.datamanager.next_train(0)
     captured = {"aa": [], "ai": []}
@@ -117,27 +123,60 @@ def _save_checkpoint(pipeline, path: Path) -> Path:
     return path
 
 
-def test_fine_tune_starts_from_the_base_weights_with_its_own_references(tmp_path, sample_dataset):
+def test_fine_tune_starts_from_the_base_weights_with_its_own_references(tmp_path, sample_dataset, make_pipeline):
     from aenerf_ns.synthetic.synthetic_dataset import write_synthetic_sample
 
     write_synthetic_sample(tmp_path / "base", identities=2, seconds=1.2, resolution=48)
-    base = _pipeline(tmp_path / "base")
+    base = make_pipeline(tmp_path / "base")
     assert base.model.reference_images.shape[0] == 2
     pipeline_step = base.get_train_loss_dict(0)[1]
     sum(pipeline_step.values()).backward()
     ckpt = _save_checkpoint(base, tmp_path / "runs" / "nerfstudio_models" / "step-000000001.ckpt")
 
-    tuned = _pipeline(sample_dataset, load_base=ckpt.parent)
+    tuned = make_pipeline(sample_dataset, load_base=ckpt.parent)
     for name, value in base.model.state_dict().items():
         if name.split(".")[0] in IDENTITY_BUFFERS:
             continue
         assert torch.equal(tuned.model.state_dict()[name], value), name
     assert tuned.model.reference_images.shape[0] == 1  # the new identity's references, not the base's
-    scratch = _pipeline(sample_dataset)
+    scratch = make_pipeline(sample_dataset)
     assert not torch.equal(scratch.model.reference_images, base.model.reference_images[:1])
     assert torch.equal(tuned.model.reference_images, scratch.model.reference_images)
 
     with pytest.raises(ValueError, match="does not match this model's settings"):
-        _pipeline(sample_dataset, load_base=ckpt, hidden_dim=16)
+        make_pipeline(sample_dataset, load_base=ckpt, hidden_dim=16)
     with pytest.raises(FileNotFoundError):
-        _pipeline(sample_dataset, load_base=tmp_path / "missing.ckpt")
+        make_pipeline(sample_dataset, load_base=tmp_path / "missing.ckpt")
+
+
+def test_model_picks_num_references_of_its_own(sample_dataset, make_pipeline):
+    """The references are the model's choice (`--pipeline.model.num-references`), not the dataparser's."""
+    from aenerf_ns.aenerf.reference_frames import pick_reference_frames
+    from aenerf_ns.data.talking_head_metadata import talking_head_metadata
+
+    pipeline = make_pipeline(sample_dataset, num_references=3)
+    model = pipeline.model
+    assert model.reference_images.shape == (1, 3, 48, 48, 3)
+    refs = pick_reference_frames(talking_head_metadata(pipeline.datamanager.train_dataset.metadata), 3)
+    assert torch.equal(model.reference_images, refs.images)
+    assert torch.equal(model.reference_camera_to_worlds, refs.camera_to_worlds)
+    assert model.reference_audio.shape[:3] == (1, 3, 2 * model._radius() + 1)
+
+
+def test_method_presets_parse_their_sampler_and_model_options():
+    """ns-train narrows the data manager's pixel sampler to each preset's own, so its options parse and apply."""
+    import tyro
+    from nerfstudio.configs.method_configs import AnnotatedBaseConfigUnion
+
+    from aenerf_ns.aenerf.region_sampler import RegionPixelSamplerConfig
+    from aenerf_ns.ssp_nerf.semantic_sampler import SemanticPixelSamplerConfig
+
+    args = ["--pipeline.datamanager.pixel-sampler.overlap-fraction", "0.2", "--pipeline.model.num-references", "3"]
+    aenerf = tyro.cli(AnnotatedBaseConfigUnion, args=["aenerf-tiny", *args])
+    sampler = aenerf.pipeline.datamanager.pixel_sampler
+    assert isinstance(sampler, RegionPixelSamplerConfig) and sampler.overlap_fraction == 0.2
+    assert aenerf.pipeline.model.num_references == 3
+    semantic_aware = ["--pipeline.datamanager.pixel-sampler.semantic-aware", "False"]
+    ssp = tyro.cli(AnnotatedBaseConfigUnion, args=["ssp-nerf-tiny", *semantic_aware])
+    sampler = ssp.pipeline.datamanager.pixel_sampler
+    assert isinstance(sampler, SemanticPixelSamplerConfig) and not sampler.semantic_aware

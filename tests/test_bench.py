@@ -109,29 +109,89 @@ def _settings(data: Path, budget_steps: int | None = None, budget_seconds: float
 def test_every_method_in_the_roster_trains(sample_dataset):
     """Each configuration (peers, both fields, the ablations, SSP-NeRF) builds and takes training steps."""
     from aenerf_ns.bench.bench_methods import METHODS as ROSTER
-    from aenerf_ns.bench.bench_run import HeldoutFrames, train_with_budget
+    from aenerf_ns.bench.heldout import HeldoutFrames
+    from aenerf_ns.bench.training import train
 
     settings = _settings(sample_dataset, budget_steps=2, curve_points=1)
-    heldout = HeldoutFrames(sample_dataset, 0.5)
+    heldout = HeldoutFrames.read(sample_dataset, 0.5)
     for method in ROSTER:
         config = method.build(sample_dataset, True, 0.5, 64)
-        trained = train_with_budget(config, settings, method.name, heldout, "cpu")
-        assert trained["steps"] == 2 and np.isfinite(trained["curve"][-1][2]), method.name
+        trained = train(config, settings.training_run(method.name, heldout, "cpu"))
+        assert trained.steps == 2 and np.isfinite(trained.curve[-1].psnr), method.name
 
 
 def test_time_budget_stops_training(sample_dataset):
     from aenerf_ns.bench.bench_methods import BY_NAME
-    from aenerf_ns.bench.bench_run import HeldoutFrames, train_with_budget
+    from aenerf_ns.bench.heldout import HeldoutFrames
+    from aenerf_ns.bench.training import train
 
     settings = _settings(sample_dataset, budget_seconds=2.0, curve_points=2)
     config = BY_NAME["ssp-nerf"].build(sample_dataset, True, 0.5, 64)
-    trained = train_with_budget(config, settings, "ssp-nerf", HeldoutFrames(sample_dataset, 0.5), "cpu")
-    assert 2.0 <= trained["train_seconds"] < 4.0 and trained["steps"] > 3
-    assert len(trained["curve"]) == 3  # start, half-way, end
+    trained = train(config, settings.training_run("ssp-nerf", HeldoutFrames.read(sample_dataset, 0.5), "cpu"))
+    assert 2.0 <= trained.train_seconds < 4.0 and trained.steps > 3
+    assert len(trained.curve) == 3  # start, half-way, end
+
+
+def test_step_budget_curve_checkpoint_and_config_overrides(sample_dataset, tmp_path):
+    """Curve points every k steps on the pipeline's own held-out split, a loadable checkpoint, and our
+    methods' registered configs with overrides (an unknown field is an error)."""
+    import torch
+
+    from aenerf_ns.bench.bench_methods import our_method_config
+    from aenerf_ns.bench.training import TrainingBudget, TrainingRun, train
+
+    config = our_method_config("aenerf", sample_dataset, rays=64, model={"use_aaa": False})
+    assert config.method_name == "aenerf-tiny" and config.pipeline.datamanager.train_num_rays_per_batch == 64
+    assert config.pipeline.model.use_aaa is False
+    budget = TrainingBudget(steps=5)
+    run = TrainingRun("aenerf", budget, curve_marks=budget.every(2), curve_frames=2, checkpoint=tmp_path / "a.ckpt")
+    trained = train(config, run)
+    assert [p.step for p in trained.curve] == [0, 2, 4, 5] and trained.steps == 5 and trained.ms_per_step > 0
+    saved = torch.load(tmp_path / "a.ckpt", map_location="cpu", weights_only=False)
+    assert saved["step"] == 4 and set(saved["pipeline"]) == set(trained.pipeline.state_dict())
+    assert config.optimizers["fields"]["scheduler"].max_steps == 5
+    with pytest.raises(ValueError, match="has no field 'no_such_field'"):
+        our_method_config("ssp-nerf", sample_dataset, sampler={"no_such_field": 1})
+    with pytest.raises(ValueError, match="unknown method 'nope'"):
+        our_method_config("nope", sample_dataset)
+
+
+def test_training_budget_is_steps_or_seconds():
+    from aenerf_ns.bench.training import TrainingBudget
+
+    assert TrainingBudget(steps=10).evenly(4) == (2.5, 5.0, 7.5)
+    assert TrainingBudget(seconds=6.0).evenly(3) == (2.0, 4.0)
+    assert TrainingBudget(steps=7).every(3) == (3, 6) and TrainingBudget(steps=7).every(0) == ()
+    assert TrainingBudget(steps=4).spent(4, 0.0) and not TrainingBudget(seconds=1.0).spent(99, 0.5)
+    with pytest.raises(ValueError, match="either steps or seconds"):
+        TrainingBudget(steps=3, seconds=1.0)
+    with pytest.raises(ValueError, match="either steps or seconds"):
+        TrainingBudget()
+    with pytest.raises(ValueError, match="must be positive"):
+        TrainingBudget(seconds=0.0)
+    with pytest.raises(ValueError, match="need a step budget"):
+        TrainingBudget(seconds=3.0).every(1)
+
+
+def test_peers_build_lpips_offline_without_touching_torchmetrics(sample_dataset):
+    """Without AlexNet's weights on disk the peers' LPIPS is a NaN stand-in, and torchmetrics' own class stays."""
+    import torchmetrics.image.lpip as lpip
+
+    from aenerf_ns.bench.peer_methods import NaNLPIPS, peer_config
+    from aenerf_ns.utils.offline_weights import alexnet_weights_path
+
+    original = lpip.LearnedPerceptualImagePatchSimilarity
+    for name in ("nerfacto", "dnerf"):
+        model = peer_config(name, sample_dataset, 64, small=True).pipeline.model.setup(
+            scene_box=_box(), num_train_data=4, metadata={}
+        )
+        if not alexnet_weights_path().is_file():
+            assert isinstance(model.lpips, NaNLPIPS), name
+        assert lpip.LearnedPerceptualImagePatchSimilarity is original
 
 
 def test_compact_dnerf_takes_its_sizes_from_the_config(sample_dataset):
-    from aenerf_ns.bench.peer_methods import offline_lpips, peer_config
+    from aenerf_ns.bench.peer_methods import peer_config
     from aenerf_ns.models.talking_head_model import TalkingHeadModelConfig
 
     small = peer_config("dnerf", sample_dataset, 64, small=True).pipeline.model
@@ -142,11 +202,30 @@ def test_compact_dnerf_takes_its_sizes_from_the_config(sample_dataset):
     }
 
     def parameters(cfg):
-        with offline_lpips():  # nerfstudio's NeRF builds LPIPS, which would download AlexNet weights
-            model = cfg.setup(scene_box=_box(), num_train_data=4)
+        model = cfg.setup(scene_box=_box(), num_train_data=4)
         return sum(p.numel() for p in model.parameters())
 
     assert parameters(small) < parameters(full) / 10
+
+
+def test_method_bench_runs_every_part(tmp_path):
+    """aenerf-method-bench end to end with a few steps per run: every part, its tables and results.json."""
+    cmd = [str(Path(sys.executable).parent / "aenerf-method-bench"), "--output", str(tmp_path)]
+    cmd += ["--steps", "2", "--base-steps", "2", "--finetune-steps", "2", "--eval-every", "1", "--field-steps", "2"]
+    cmd += ["--ssp-steps", "1", "--eval-frames", "2", "--seconds", "2", "--resolution", "32", "--base-identities", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert np.isfinite(results["audio"]["lower_face_error_ratio"])
+    fewshot = results["fewshot"]
+    assert [p[0] for p in fewshot["finetune_curve"]] == [0, 1, 2] == [p[0] for p in fewshot["scratch_curve"]]
+    assert (tmp_path / "base" / "step-base.ckpt").is_file() and fewshot["base_ms_per_step"] > 0
+    assert set(results["fields"]["curves"]) == {"positional", "hashgrid"}
+    assert set(results["ssp"]) == {"ssp-nerf", "ssp/uniform-rays", "ssp/no-torso-def", "aenerf"}
+    for title in ("unseen audio", "New identity", "Field options", "SSP-NeRF vs ablations"):
+        assert title in proc.stdout
+    bad = subprocess.run(cmd[:3] + ["--skip", "nope"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "nope" in bad.stderr
 
 
 def _box():

@@ -12,6 +12,7 @@ from aenerf_ns.data.dataset_format import DatasetFormatError
 from aenerf_ns.data.parsing_labels import AUDIO_REGION_LABELS
 from aenerf_ns.data.talking_head_dataparser import TalkingHeadDataParserConfig
 from aenerf_ns.data.talking_head_dataset import TalkingHeadDataset
+from aenerf_ns.data.talking_head_metadata import METADATA_KEY, TalkingHeadMetadata, talking_head_metadata
 
 
 def _outputs(data, split="train", **kw):
@@ -21,8 +22,8 @@ def _outputs(data, split="train", **kw):
 def test_splits_first_part_trains_last_part_evaluates(sample_dataset):
     train = _outputs(sample_dataset, "train")
     val = _outputs(sample_dataset, "val")
-    assert train.metadata["frame_indices"].tolist() == list(range(37))
-    assert val.metadata["frame_indices"].tolist() == list(range(37, 75))
+    assert talking_head_metadata(train.metadata).frame_indices.tolist() == list(range(37))
+    assert talking_head_metadata(val.metadata).frame_indices.tolist() == list(range(37, 75))
     other = _outputs(sample_dataset, "train", train_fraction=0.8)
     assert len(other.image_filenames) == 60
     assert train.image_filenames[0].name == "00000.png" and val.image_filenames[0].name == "00037.png"
@@ -31,8 +32,9 @@ def test_splits_first_part_trains_last_part_evaluates(sample_dataset):
 def test_cameras_carry_each_frames_audio_row_and_identity(sample_dataset):
     val = _outputs(sample_dataset, "val")
     feats = compute_audio_features(sample_dataset / "audio.wav", 25.0, 75)
-    table = val.metadata["audio_features"]
-    assert table.shape == (75, 16 * 80)
+    meta = talking_head_metadata(val.metadata)
+    table = meta.audio_features
+    assert table.shape == (75, 16 * 80) and meta.audio_feature_shape == (16, 80)
     np.testing.assert_allclose(table.numpy(), feats.reshape(75, -1), atol=1e-6)
     rows = val.cameras.metadata["audio_index"]
     assert rows.shape == (38, 1) and rows[5, 0] == 42
@@ -46,38 +48,51 @@ def test_cameras_carry_each_frames_audio_row_and_identity(sample_dataset):
     )
 
 
-def test_references_come_from_training_frames_and_differ_in_audio(sample_dataset):
-    train = _outputs(sample_dataset, "train", num_references=4)
-    refs = train.metadata["references"]
-    assert refs["images"].shape == (1, 4, 48, 48, 3) and refs["images"].dtype == torch.uint8
-    frames = refs["frame_indices"][0].tolist()
-    assert len(set(frames)) == 4 and all(f < 37 for f in frames)
-    first = np.array(Image.open(sample_dataset / "images" / f"{frames[0]:05d}.png").convert("RGB"))
-    assert torch.equal(refs["images"][0, 0], torch.from_numpy(first))
-    assert torch.equal(refs["audio_index"][0], refs["frame_indices"][0])
-    # spread over audio: the chosen frames are farther apart in audio than consecutive frames
-    table = train.metadata["audio_features"]
-    chosen = table[refs["audio_index"][0]]
-    spread = torch.cdist(chosen, chosen)[~torch.eye(4, dtype=torch.bool)].mean()
-    neighbours = (table[1:37] - table[:36]).norm(dim=1).mean()
-    assert spread > neighbours
+def test_metadata_describes_each_identitys_training_frames(sample_dataset):
+    """What a model picks frames of its own from (AE-NeRF's references): paths, poses, intrinsics, audio rows."""
+    val = talking_head_metadata(_outputs(sample_dataset, "val").metadata)
+    (identity,) = val.identities  # the training part, whichever split the outputs are of
+    assert identity.name == "synth00" and identity.audio_path == sample_dataset / "audio.wav"
+    assert identity.train_frames.tolist() == list(range(37)) and identity.train_audio_rows.tolist() == list(range(37))
+    assert [p.name for p in identity.train_image_paths] == [f"{i:05d}.png" for i in range(37)]
+    doc = json.loads((sample_dataset / "transforms.json").read_text())
+    np.testing.assert_allclose(
+        identity.train_camera_to_worlds[20].numpy(), np.array(doc["frames"][20]["transform_matrix"])[:3], atol=1e-6
+    )
+    np.testing.assert_allclose(identity.intrinsics.numpy(), [doc["fl_x"], doc["fl_y"], doc["cx"], doc["cy"]], rtol=1e-6)
+    assert val.fps == 25.0 and val.image_identity.eq(0).all() and len(val.parsing_filenames) == 38
+    assert val.mouth_open is not None and val.mouth_open.shape == (38,)
+
+
+def test_missing_metadata_is_reported_clearly(sample_dataset):
+    outputs = _outputs(sample_dataset, "train")
+    assert set(outputs.metadata) == {METADATA_KEY} and isinstance(outputs.metadata[METADATA_KEY], TalkingHeadMetadata)
+    for metadata in (None, {}, {"fps": 25.0}):
+        with pytest.raises(ValueError, match="built from the `talking-head` dataparser's outputs"):
+            talking_head_metadata(metadata)
+    outputs.metadata = {}
+    with pytest.raises(ValueError, match="no talking-head metadata"):
+        TalkingHeadDataset(outputs)
 
 
 def test_folder_of_identities_trains_them_together(tmp_path):
+    from aenerf_ns.aenerf.reference_frames import pick_reference_frames
     from aenerf_ns.synthetic.synthetic_dataset import write_synthetic_sample
 
     write_synthetic_sample(tmp_path / "many", identities=2, seconds=1.2, resolution=24)
-    train = _outputs(tmp_path / "many", "train", num_references=2)
-    meta = train.metadata
-    assert meta["identities"] == ["synth00", "synth01"]
+    train = _outputs(tmp_path / "many", "train")
+    meta = talking_head_metadata(train.metadata)
+    assert [identity.name for identity in meta.identities] == ["synth00", "synth01"]
     assert len(train.image_filenames) == 2 * 15
     ids = train.cameras.metadata["identity"][:, 0]
     assert ids[:15].eq(0).all() and ids[15:].eq(1).all()
     # audio rows index one joint table: identity 1 starts after identity 0's 30 frames
     assert train.cameras.metadata["audio_index"][15, 0] == 30
-    assert meta["audio_features"].shape[0] == 60 and meta["audio_segments"].tolist() == [0] * 30 + [1] * 30
-    assert meta["references"]["images"].shape == (2, 2, 24, 24, 3)
-    assert (meta["references"]["audio_index"][1] >= 30).all()
+    assert meta.audio_features.shape[0] == 60 and meta.audio_segments.tolist() == [0] * 30 + [1] * 30
+    assert meta.identities[1].train_audio_rows.tolist() == list(range(30, 45))
+    refs = pick_reference_frames(meta, 2)
+    assert refs.images.shape == (2, 2, 24, 24, 3)
+    assert (refs.audio_rows[1] >= 30).all()
     ds = TalkingHeadDataset(train)
     plate1 = np.array(Image.open(tmp_path / "many" / "synth01" / "background.png").convert("RGB"))
     assert torch.equal(ds[20]["background"], torch.from_numpy(plate1))

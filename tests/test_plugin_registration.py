@@ -41,7 +41,7 @@ def test_torchvision_imports_in_a_fresh_interpreter():
 
 
 def test_package_folders_install_under_aenerf_ns():
-    import aenerf_ns.data.talking_head_dataparser as dp
+    import aenerf_ns.dataparsers.talking_head_spec as dp
     import aenerf_ns.method_configs.aenerf_methods as mc
     import aenerf_ns.scripts.synth_data as sd
 

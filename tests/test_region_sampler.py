@@ -5,13 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from aenerf_ns.aenerf.region_sampler import (
-    AUDIO_ONLY,
-    OTHER_ONLY,
-    OVERLAP,
-    RegionPixelSampler,
-    RegionPixelSamplerConfig,
-)
+from aenerf_ns.aenerf.ray_groups import AUDIO_ONLY, OTHER_ONLY, OVERLAP
+from aenerf_ns.aenerf.region_sampler import RegionPixelSampler, RegionPixelSamplerConfig
 
 N, H, W = 3, 40, 40
 Y0, Y1, X0, X1 = 26, 34, 14, 24  # audio region: 8 x 10 = 80 of 1600 pixels per image (5 %)

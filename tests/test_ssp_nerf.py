@@ -137,11 +137,9 @@ def test_model_feeds_its_per_class_loss_to_the_sampler(sample_dataset):
 
 
 @pytest.fixture(scope="module")
-def ssp_run(sample_dataset, tmp_path_factory) -> Path:
-    from conftest import ns_train_command
-
+def ssp_run(sample_dataset, tmp_path_factory, ns_train) -> Path:
     root = tmp_path_factory.mktemp("ssp_run")
-    cmd = ns_train_command(sample_dataset, root / "runs", iterations=3, method="ssp-nerf-tiny")
+    cmd = ns_train(sample_dataset, root / "runs", iterations=3, method="ssp-nerf-tiny")
     for key, value in SSP_SMALL.items():
         cmd += [f"--pipeline.model.{key.replace('_', '-')}", str(value)]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=root)

@@ -1,8 +1,9 @@
 """AE-NeRF for nerfstudio: reference features aggregated by audio, and two fields blended by their masks.
 
 Per sample point the model
-1. projects the point into the identity's reference frames, corrects the projection with the audio-aware
-   warper and reads the reference CNN features there (`reference_views`, `warper`);
+1. projects the point into the identity's reference frames (`num_references` training frames spread over
+   the audio, picked when the model is built: `reference_frames`), corrects the projection with the
+   audio-aware warper and reads the reference CNN features there (`reference_views`, `warper`);
 2. fuses the references' features with Audio Aware Aggregation, weighting references whose audio is
    close to the target's (`audio_aware_aggregation`), giving f~;
 3. evaluates the audio-associated field F_aa(x, d, a, f~) and/or the audio-independent field
@@ -21,24 +22,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float, Int
 from nerfstudio.cameras.rays import RayBundle, RaySamples
 from nerfstudio.field_components.encodings import NeRFEncoding
 from torch import Tensor
 
 from aenerf_ns.aenerf.audio_aware_aggregation import AudioAwareAggregation, AudioBlindAggregation
 from aenerf_ns.aenerf.mask_blend import blend_dual_samples
+from aenerf_ns.aenerf.ray_groups import AUDIO_ONLY, OTHER_ONLY, OVERLAP
+from aenerf_ns.aenerf.reference_frames import pick_reference_frames
 from aenerf_ns.aenerf.reference_views import (
     ReferenceEncoder,
     project_points,
     sample_reference_features,
     view_directions,
 )
-from aenerf_ns.aenerf.region_sampler import AUDIO_ONLY, OTHER_ONLY, OVERLAP
 from aenerf_ns.aenerf.warper import Warper, offset_length_loss
 from aenerf_ns.audio.audio_smoothing import neighbour_rows
+from aenerf_ns.data.talking_head_metadata import talking_head_metadata
 from aenerf_ns.models.audio_field import AudioConditionedField
-from aenerf_ns.models.talking_head_model import TalkingHeadModel, TalkingHeadModelConfig
+from aenerf_ns.models.talking_head_model import TalkingHeadModel, TalkingHeadModelConfig, repeat_per_sample
 
 IDENTITY_BUFFERS = (
     "reference_images",
@@ -56,6 +59,8 @@ class AENeRFModelConfig(TalkingHeadModelConfig):
     """AE-NeRF model settings."""
 
     _target: type = field(default_factory=lambda: AENeRFModel)
+    num_references: int = 4
+    """Reference frames per identity (the paper's L), picked from the training part of the video by their audio."""
     reference_feature_dim: int = 64
     """Channels of the reference CNN's feature maps (RGB included)."""
     aggregation_dim: int = 128
@@ -86,6 +91,7 @@ class AENeRFModel(TalkingHeadModel):
     """See the module docstring."""
 
     config: AENeRFModelConfig
+    per_sample_outputs = ("offsets",)
 
     # ------------------------------------------------------------------ construction
     def populate_modules(self) -> None:
@@ -93,60 +99,57 @@ class AENeRFModel(TalkingHeadModel):
         cfg = self.config
         if not cfg.use_audio and cfg.use_aaa and cfg.use_references:
             raise ValueError("use_aaa needs audio: set use_aaa False for an audio-blind model")
-        metadata = self.kwargs.get("metadata") or {}
-        window, feature_dim = metadata.get("audio_feature_shape", (16, 80))
-        audio_dim = self.audio_dim
-        table, first, last = self.audio_table, self.audio_first, self.audio_last
-        radius = self._radius()
-
-        # references of every identity (persistent: the model is tied to the frames it was trained with)
-        refs = metadata.get("references")
-        height, width = metadata.get("image_size", (8, 8))
-        num_refs = 4
-        if refs is not None:
-            num_ids, num_refs = refs["images"].shape[:2]
-            ref_audio = table[neighbour_rows(refs["audio_index"].reshape(-1), radius, first, last)]
-            self.register_buffer("reference_images", refs["images"].clone())
-            self.register_buffer("reference_camera_to_worlds", refs["camera_to_worlds"].float().clone())
-            self.register_buffer("reference_intrinsics", refs["intrinsics"].float().clone())
-            self.register_buffer("reference_audio", ref_audio.reshape(num_ids, num_refs, 2 * radius + 1, -1).float())
-        else:
-            self.register_buffer("reference_images", torch.zeros(1, num_refs, height, width, 3, dtype=torch.uint8))
-            self.register_buffer("reference_camera_to_worlds", torch.eye(4)[:3].expand(1, num_refs, 3, 4).clone())
-            self.register_buffer("reference_intrinsics", torch.ones(1, num_refs, 4))
-            self.register_buffer("reference_audio", torch.zeros(1, num_refs, 2 * radius + 1, window * feature_dim))
+        self._register_references()
         self._feature_cache: dict[int, Tensor] = {}
-
+        self._build_reference_path()
         cond_dim = cfg.condition_dim if cfg.use_references else 0
-        if cfg.use_references:
-            self.reference_encoder = ReferenceEncoder(cfg.reference_feature_dim, hidden_dim=cfg.reference_feature_dim)
-            self.warp_position_encoding = NeRFEncoding(
-                in_dim=3, num_frequencies=4, min_freq_exp=0.0, max_freq_exp=3.0, include_input=True
-            )
-            self.warper = (
-                Warper(self.warp_position_encoding.get_out_dim(), audio_dim, cfg.warper_hidden_dim)
-                if cfg.use_warper
-                else None
-            )
-            self.aggregator_ai = None
-            if cfg.use_dual_fields and audio_dim:
-                self.aggregator_ai = AudioBlindAggregation(
-                    cfg.reference_feature_dim, cond_dim, cfg.aggregation_dim, cfg.aggregation_heads
-                )
-            if cfg.use_aaa:
-                self.aggregator = AudioAwareAggregation(
-                    audio_dim, cfg.reference_feature_dim, cond_dim, cfg.aggregation_dim, cfg.aggregation_heads
-                )
-            else:
-                self.aggregator = AudioBlindAggregation(
-                    cfg.reference_feature_dim, cond_dim, cfg.aggregation_dim, cfg.aggregation_heads
-                )
-
-        self.field_aa = self.make_field(audio_dim, cond_dim)
+        self.field_aa = self.make_field(self.audio_dim, cond_dim)
         self.field_ai = self.make_field(0, cond_dim) if cfg.use_dual_fields else None
-
         if cfg.load_base is not None:
             self.load_base_weights(cfg.load_base)
+
+    def _register_references(self) -> None:
+        """Every identity's reference frames, their poses and audio windows, as persistent buffers: the model
+        is tied to the frames it was trained with."""
+        refs = pick_reference_frames(talking_head_metadata(self.kwargs.get("metadata")), self.config.num_references)
+        num_ids, num_refs = refs.audio_rows.shape
+        radius = self._radius()
+        ref_audio = self.audio_table[
+            neighbour_rows(refs.audio_rows.reshape(-1), radius, self.audio_first, self.audio_last)
+        ]
+        self.register_buffer("reference_images", refs.images)
+        self.register_buffer("reference_camera_to_worlds", refs.camera_to_worlds)
+        self.register_buffer("reference_intrinsics", refs.intrinsics)
+        self.register_buffer("reference_audio", ref_audio.reshape(num_ids, num_refs, 2 * radius + 1, -1).float())
+
+    def _build_reference_path(self) -> None:
+        """Reference CNN, warper and aggregations (none of them when `use_references` is off)."""
+        cfg = self.config
+        if not cfg.use_references:
+            return
+        audio_dim, cond_dim = self.audio_dim, cfg.condition_dim
+        self.reference_encoder = ReferenceEncoder(cfg.reference_feature_dim, hidden_dim=cfg.reference_feature_dim)
+        self.warp_position_encoding = NeRFEncoding(
+            in_dim=3, num_frequencies=4, min_freq_exp=0.0, max_freq_exp=3.0, include_input=True
+        )
+        self.warper = (
+            Warper(self.warp_position_encoding.get_out_dim(), audio_dim, cfg.warper_hidden_dim)
+            if cfg.use_warper
+            else None
+        )
+        self.aggregator_ai = None
+        if cfg.use_dual_fields and audio_dim:
+            self.aggregator_ai = AudioBlindAggregation(
+                cfg.reference_feature_dim, cond_dim, cfg.aggregation_dim, cfg.aggregation_heads
+            )
+        if cfg.use_aaa:
+            self.aggregator = AudioAwareAggregation(
+                audio_dim, cfg.reference_feature_dim, cond_dim, cfg.aggregation_dim, cfg.aggregation_heads
+            )
+        else:
+            self.aggregator = AudioBlindAggregation(
+                cfg.reference_feature_dim, cond_dim, cfg.aggregation_dim, cfg.aggregation_heads
+            )
 
     def load_base_weights(self, path: Path) -> None:
         """Start from a base model's learned weights, keeping this dataset's references, plates and audio."""
@@ -238,79 +241,85 @@ class AENeRFModel(TalkingHeadModel):
         return cond, (cond_ai if cond_ai is not None else cond), offsets_all
 
     # ------------------------------------------------------------------ rendering
-    def _field_samples(self, fld: AudioConditionedField, pos, dirs, codes, cond) -> dict[str, Tensor]:
-        out = fld(pos, dirs, codes if fld.audio_code_dim else None, cond)
-        probs = torch.softmax(out["semantics"], -1)
-        return {"density": out["density"], "rgb": out["rgb"], "probs": probs}
+    def _run_field(
+        self,
+        fld: AudioConditionedField,
+        rays: Bool[Tensor, " R"],
+        num_samples: int,
+        pos: Float[Tensor, "RS 3"],
+        dirs: Float[Tensor, "RS 3"],
+        codes: Float[Tensor, "RS code"] | None,
+        cond: Float[Tensor, "RS cond"] | None,
+    ) -> dict[str, Tensor]:
+        """A field's density, colour and parsing probabilities on the samples of the selected rays, as
+        (R, S, C); zeros on the samples of the other rays."""
+        sel = repeat_per_sample(rays, num_samples)
+        out = fld(
+            pos[sel],
+            dirs[sel],
+            codes[sel] if codes is not None and fld.audio_code_dim else None,
+            cond[sel] if cond is not None else None,
+        )
+        values = {"density": out["density"], "rgb": out["rgb"], "probs": torch.softmax(out["semantics"], -1)}
+        num_rays = rays.shape[0]
+        full = {}
+        for key, value in values.items():
+            buf = value.new_zeros(num_rays * num_samples, value.shape[-1])
+            buf[sel] = value
+            full[key] = buf.reshape(num_rays, num_samples, -1)
+        return full
+
+    def _shade(
+        self,
+        pos: Float[Tensor, "RS 3"],
+        dirs: Float[Tensor, "RS 3"],
+        codes: Float[Tensor, "RS code"] | None,
+        cond: Float[Tensor, "RS cond"] | None,
+        cond_ai: Float[Tensor, "RS cond"] | None,
+        groups: Int[Tensor, " R"],
+        num_samples: int,
+    ) -> dict[str, Tensor]:
+        """Per-sample density, colour, parsing probabilities and region masks: the audio field alone, or each
+        ray's group of fields, blended by their masks on overlap rays."""
+        if self.field_ai is None:
+            every = torch.ones_like(groups, dtype=torch.bool)
+            single = self._run_field(self.field_aa, every, num_samples, pos, dirs, codes, cond)
+            mask_aa = single["probs"][..., self.region_ids - 1].sum(-1, keepdim=True)
+            return dict(single, mask_aa=mask_aa, mask_ai=1.0 - mask_aa)
+        aa = self._run_field(self.field_aa, groups != OTHER_ONLY, num_samples, pos, dirs, codes, cond)
+        ai = self._run_field(self.field_ai, groups != AUDIO_ONLY, num_samples, pos, dirs, codes, cond_ai)
+        mask_aa = aa["probs"][..., self.region_ids - 1].sum(-1, keepdim=True)
+        mask_ai = ai["probs"][..., self.other_ids - 1].sum(-1, keepdim=True)
+        return blend_dual_samples(aa, ai, mask_aa, mask_ai, groups)
 
     def _render(
         self,
         ray_samples: RaySamples,
-        codes: Tensor | None,
-        ref_codes: Tensor | None,
-        identities: Tensor,
-        groups: Tensor,
+        codes: Float[Tensor, "R code"] | None,
+        ref_codes: Float[Tensor, "I L code"] | None,
+        identities: Int[Tensor, " R"],
+        groups: Int[Tensor, " R"],
     ) -> dict[str, Tensor]:
+        """One pass: reference conditions, the fields, then volume rendering (with the region masks)."""
         positions = ray_samples.frustums.get_positions()
-        num_rays, num_samples = positions.shape[:2]
-        directions = ray_samples.frustums.directions
-        pos_flat = positions.reshape(-1, 3)
-        dir_flat = directions.reshape(-1, 3)
-        sample_ids = identities[:, None].expand(-1, num_samples).reshape(-1)
-        sample_codes = None
-        if codes is not None:
-            sample_codes = codes[:, None].expand(-1, num_samples, -1).reshape(num_rays * num_samples, -1)
+        num_samples = positions.shape[1]
+        pos = positions.reshape(-1, 3)
+        dirs = ray_samples.frustums.directions.reshape(-1, 3)
+        sample_codes = repeat_per_sample(codes, num_samples)
         cond = cond_ai = None
         offsets = positions.new_zeros(0, 1, 2)
         if self.config.use_references:
-            cond, cond_ai, offsets = self._reference_condition(pos_flat, dir_flat, sample_codes, ref_codes, sample_ids)
+            sample_ids = repeat_per_sample(identities, num_samples)
+            cond, cond_ai, offsets = self._reference_condition(pos, dirs, sample_codes, ref_codes, sample_ids)
+        samples = self._shade(pos, dirs, sample_codes, cond, cond_ai, groups, num_samples)
+        result = self.render_samples(ray_samples, samples["density"], samples["rgb"], samples["probs"])
+        result["mask_aa"] = self.renderer_semantics(samples["mask_aa"], result["weights"])
+        result["mask_ai"] = self.renderer_semantics(samples["mask_ai"], result["weights"])
+        result["offsets"] = offsets
+        return result
 
-        def run(fld: AudioConditionedField, rays: Tensor, cond: Tensor | None) -> dict[str, Tensor]:
-            """Evaluate a field on the samples of the selected rays and scatter back (zeros elsewhere)."""
-            sel = rays[:, None].expand(-1, num_samples).reshape(-1)
-            out = self._field_samples(
-                fld,
-                pos_flat[sel],
-                dir_flat[sel],
-                sample_codes[sel] if sample_codes is not None else None,
-                cond[sel] if cond is not None else None,
-            )
-            full = {}
-            for key, value in out.items():
-                buf = value.new_zeros(num_rays * num_samples, value.shape[-1])
-                buf[sel] = value
-                full[key] = buf.reshape(num_rays, num_samples, -1)
-            return full
-
-        if self.field_ai is None:
-            single = run(self.field_aa, torch.ones(num_rays, dtype=torch.bool, device=positions.device), cond)
-            mask_aa = single["probs"][..., self.region_ids - 1].sum(-1, keepdim=True)
-            samples = dict(single, mask_aa=mask_aa, mask_ai=1.0 - mask_aa)
-        else:
-            aa = run(self.field_aa, groups != OTHER_ONLY, cond)
-            ai = run(self.field_ai, groups != AUDIO_ONLY, cond_ai)
-            mask_aa = aa["probs"][..., self.region_ids - 1].sum(-1, keepdim=True)
-            mask_ai = ai["probs"][..., self.other_ids - 1].sum(-1, keepdim=True)
-            samples = blend_dual_samples(aa, ai, mask_aa, mask_ai, groups)
-
-        weights = ray_samples.get_weights(samples["density"])
-        accumulation = self.renderer_accumulation(weights)
-        fg_probs = torch.sum(weights * samples["probs"], dim=-2)
-        return {
-            "rgb": torch.sum(weights * samples["rgb"], dim=-2),
-            "accumulation": accumulation,
-            "depth": self.renderer_depth(weights=weights, ray_samples=ray_samples),
-            "parsing_probs": torch.cat([(1.0 - accumulation).clamp_min(0.0), fg_probs], -1),
-            "mask_aa": torch.sum(weights * samples["mask_aa"], dim=-2),
-            "mask_ai": torch.sum(weights * samples["mask_ai"], dim=-2),
-            "weights": weights,
-            "offsets": offsets,
-        }
-
-    def get_outputs(self, ray_bundle: RayBundle) -> dict[str, Tensor]:
-        shape = ray_bundle.shape
-        if len(shape) != 1:
-            ray_bundle = ray_bundle.flatten()
+    def _ray_identities_and_groups(self, ray_bundle: RayBundle) -> tuple[Int[Tensor, " R"], Int[Tensor, " R"]]:
+        """Each ray's identity (0 for the viewer's cameras) and field group (overlap outside training)."""
         metadata = ray_bundle.metadata or {}
         n = ray_bundle.origins.shape[0]
         device = ray_bundle.origins.device
@@ -320,6 +329,10 @@ class AENeRFModel(TalkingHeadModel):
         groups = torch.full((n,), OVERLAP, dtype=torch.long, device=device)
         if "ray_group" in metadata and self.training:
             groups = metadata["ray_group"].reshape(-1).long()
+        return identities, groups
+
+    def render_rays(self, ray_bundle: RayBundle) -> dict[str, Tensor]:
+        identities, groups = self._ray_identities_and_groups(ray_bundle)
         codes = self.audio_codes(ray_bundle)
         ref_codes = self.reference_audio_codes() if self.config.use_references else None  # once for both passes
         coarse, fine, outputs = self.render_two_pass(
@@ -334,8 +347,6 @@ class AENeRFModel(TalkingHeadModel):
         )
         if self.training:
             outputs["offsets"] = torch.cat([coarse["offsets"], fine["offsets"]])
-        if len(shape) != 1:
-            outputs = {k: v.reshape(*shape, *v.shape[1:]) for k, v in outputs.items() if k != "offsets"}
         return outputs
 
     # ------------------------------------------------------------------ losses and metrics

@@ -11,7 +11,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from aenerf_ns.aenerf.region_sampler import AUDIO_ONLY, OTHER_ONLY
+from aenerf_ns.aenerf.ray_groups import AUDIO_ONLY, OTHER_ONLY
 
 
 def blend_dual_samples(

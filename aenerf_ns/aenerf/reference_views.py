@@ -8,34 +8,10 @@ functions with explicit tensor contracts; `ReferenceEncoder` is the CNN.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
-
-
-def select_reference_frames(features: np.ndarray, count: int) -> np.ndarray:
-    """Indices of `count` rows spread over audio space (farthest-point sampling).
-
-    Starts from the frame nearest the mean audio (a typical mouth), then repeatedly adds the frame whose
-    audio is farthest from every frame chosen so far, so the references show different mouth shapes for
-    the audio-aware aggregation to choose between. Deterministic.
-    """
-    feats = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
-    if count < 1 or count > len(feats):
-        raise ValueError(f"cannot pick {count} reference frames from {len(feats)} training frames")
-    scale = feats.std(0) + 1e-6
-    z = (feats - feats.mean(0)) / scale
-    chosen = [int(np.argmin((z**2).sum(1)))]
-    dist = ((z - z[chosen[0]]) ** 2).sum(1)
-    dist[chosen[0]] = -np.inf  # never pick a row twice, even when rows repeat (e.g. identical silent frames)
-    while len(chosen) < count:
-        nxt = int(np.argmax(dist))
-        chosen.append(nxt)
-        dist = np.minimum(dist, ((z - z[nxt]) ** 2).sum(1))
-        dist[nxt] = -np.inf
-    return np.array(chosen)
 
 
 def project_points(

@@ -20,12 +20,8 @@ from jaxtyping import Int
 from nerfstudio.data.pixel_samplers import PixelSampler, PixelSamplerConfig
 from torch import Tensor
 
-AUDIO_ONLY = 0
-"""Ray of the audio region that only the audio-associated field renders."""
-OTHER_ONLY = 1
-"""Ray outside the audio region that only the audio-independent field renders."""
-OVERLAP = 2
-"""Ray rendered by both fields and blended by their masks (every ray at inference)."""
+from aenerf_ns.aenerf.ray_groups import AUDIO_ONLY, OTHER_ONLY, OVERLAP
+from aenerf_ns.data.pixel_gathering import gather_pixels
 
 
 @dataclass
@@ -108,17 +104,3 @@ class RegionPixelSampler(PixelSampler):
         collated = gather_pixels(batch, indices, keep_full_image)
         collated["ray_group"] = groups
         return collated
-
-
-def gather_pixels(batch: dict, indices: Int[Tensor, "R 3"], keep_full_image: bool = False) -> dict:
-    """The batch's per-pixel entries at (image, y, x) `indices`, as nerfstudio's samplers return them:
-    `indices` holds the dataset image index in its first column."""
-    device = batch["image"].device
-    c, y, x = indices[:, 0], indices[:, 1], indices[:, 2]
-    collated = {k: v[c, y, x] for k, v in batch.items() if k != "image_idx" and v is not None}
-    indices = indices.to(device)
-    indices[:, 0] = batch["image_idx"].to(device)[c.to(device)]
-    collated["indices"] = indices
-    if keep_full_image:
-        collated["full_image"] = batch["image"]
-    return collated

@@ -2,11 +2,13 @@
 
 Peers are nerfstudio's own methods (audio-blind); ours are AE-NeRF with both field options, its ablations
 (each switches off one of the paper's components, or the audio itself) and SSP-NeRF. `small` selects the
-CPU presets (the `-tiny` methods and shrunken peers), otherwise the full-size GPU configurations.
+CPU presets (the `-tiny` methods and shrunken peers), otherwise the full-size GPU configurations. Our
+methods' configs are copies of those registered with nerfstudio (this package's entry points), like the peers'.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,24 +31,56 @@ class BenchMethod:
     """(data, small, train_fraction, rays per batch) -> TrainerConfig."""
 
 
+OUR_PRESETS: dict[str, tuple[str, str]] = {
+    "aenerf": ("aenerf", "aenerf-tiny"),
+    "ssp-nerf": ("ssp-nerf", "ssp-nerf-tiny"),
+}
+"""Our methods -> their registered nerfstudio names (full size, CPU preset)."""
+
+
+def our_method_config(
+    method: Literal["aenerf", "ssp-nerf"],
+    data: Path,
+    small: bool = True,
+    train_fraction: float = 0.5,
+    rays: int | None = None,
+    model: dict | None = None,
+    sampler: dict | None = None,
+):
+    """A copy of `method`'s registered TrainerConfig (its CPU preset when `small`) training on `data`.
+
+    `rays` sets the rays per batch (None: the preset's); `model` and `sampler` override fields of the
+    model config and of the pixel sampler config.
+    """
+    from nerfstudio.configs.method_configs import all_methods
+
+    if method not in OUR_PRESETS:
+        raise ValueError(f"unknown method {method!r}; choose from {list(OUR_PRESETS)}")
+    name = OUR_PRESETS[method][1 if small else 0]
+    if name not in all_methods:
+        raise RuntimeError(f"{name} is not registered with nerfstudio; is aenerf_ns installed (pip install -e .)?")
+    config = copy.deepcopy(all_methods[name])
+    datamanager = config.pipeline.datamanager
+    datamanager.data = datamanager.dataparser.data = Path(data)
+    datamanager.dataparser.train_fraction = train_fraction
+    if rays is not None:
+        datamanager.train_num_rays_per_batch = datamanager.eval_num_rays_per_batch = rays
+    _override(config.pipeline.model, model or {})
+    _override(datamanager.pixel_sampler, sampler or {})
+    return config
+
+
+def _override(target, values: dict) -> None:
+    """Set fields of config `target`; a name it does not have is an error, not a new attribute."""
+    for key, value in values.items():
+        if not hasattr(target, key):
+            raise ValueError(f"{type(target).__name__} has no field {key!r}")
+        setattr(target, key, value)
+
+
 def _ours(method: Literal["aenerf", "ssp-nerf"], model: dict | None = None, sampler: dict | None = None):
     def build(data: Path, small: bool, train_fraction: float, rays: int):
-        if method == "aenerf":
-            from aenerf_ns.method_configs.aenerf_methods import aenerf_config as full
-            from aenerf_ns.method_configs.aenerf_methods import aenerf_tiny_config as tiny
-        else:
-            from aenerf_ns.method_configs.ssp_nerf_methods import ssp_nerf_config as full
-            from aenerf_ns.method_configs.ssp_nerf_methods import ssp_nerf_tiny_config as tiny
-        config = tiny() if small else full()
-        datamanager = config.pipeline.datamanager
-        datamanager.data = datamanager.dataparser.data = Path(data)
-        datamanager.dataparser.train_fraction = train_fraction
-        datamanager.train_num_rays_per_batch = datamanager.eval_num_rays_per_batch = rays
-        for key, value in (model or {}).items():
-            setattr(config.pipeline.model, key, value)
-        for key, value in (sampler or {}).items():
-            setattr(datamanager.pixel_sampler, key, value)
-        return config
+        return our_method_config(method, data, small, train_fraction, rays, model, sampler)
 
     return build
 

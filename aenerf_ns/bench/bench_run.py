@@ -4,8 +4,9 @@ Every method is scored by the same code on the same held-out frames (the consecu
 training part of the clip, each with its own audio): PSNR and SSIM over the image, PSNR over the lower
 face (the dataset's audio region), the mouth opening read off the rendered frame by the face mesh
 (`mouth_opening`) against the one read off the ground truth, and that opening's lag to the speech
-envelope (`sync_metrics`). Timings are wall-clock seconds with GPU work synchronised; memory is the
-process's peak resident set on a CPU and the peak allocated CUDA memory on a GPU.
+envelope (`sync_metrics`). Training is `training.train`, which `aenerf-method-bench` uses too. Timings
+are wall-clock seconds with GPU work synchronised; memory is the process's peak resident set on a CPU and
+the peak allocated CUDA memory on a GPU.
 
 `aenerf-bench` runs each entry as `python -m aenerf_ns.bench.bench_run SETTINGS.json METHOD OUT_DIR` in a process of
 its own, so peaks are per method and a crash costs one entry, and writes `OUT_DIR/result.json` last.
@@ -14,7 +15,6 @@ its own, so peaks are per method and a crash costs one entry, and writes `OUT_DI
 from __future__ import annotations
 
 import json
-import math
 import sys
 import traceback
 from dataclasses import asdict, dataclass
@@ -22,8 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from jaxtyping import Float
-from torch import Tensor
+from nerfstudio.cameras.cameras import Cameras
+
+from aenerf_ns.bench.heldout import HeldoutFrames, render_rgb
+from aenerf_ns.bench.training import TrainingBudget, TrainingRun, train
 
 
 @dataclass
@@ -59,150 +61,22 @@ class RunSettings:
         """Identifies these settings, so results of other settings are never reused."""
         return json.dumps(asdict(self), sort_keys=True)
 
-
-def render_rgb(model, camera) -> Float[Tensor, "h w 3"]:
-    """A full image from any nerfstudio model (ours and nerfacto name it `rgb`, vanilla NeRF `rgb_fine`)."""
-    outputs = model.get_outputs_for_camera(camera)
-    rgb = outputs["rgb"] if "rgb" in outputs else outputs["rgb_fine"]
-    return rgb[..., :3].clamp(0.0, 1.0)
-
-
-class HeldoutFrames:
-    """Ground truth of the held-out split, read by the talking-head dataparser (the same for every method)."""
-
-    def __init__(self, data: Path, train_fraction: float):
-        from aenerf_ns.data.talking_head_dataparser import TalkingHeadDataParserConfig
-        from aenerf_ns.data.talking_head_dataset import TalkingHeadDataset
-
-        parser = TalkingHeadDataParserConfig(data=Path(data), train_fraction=train_fraction).setup()
-        outputs = parser.get_dataparser_outputs("val")
-        self.dataset = TalkingHeadDataset(outputs)
-        self.filenames = [Path(p).name for p in outputs.image_filenames]
-        meta = outputs.metadata
-        self.fps = float(meta.get("fps") or 25.0)
-        self.frame_indices = meta["frame_indices"].numpy()
-        self.audio_path = meta.get("audio_path")
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def image(self, i: int) -> Float[Tensor, "h w 3"]:
-        return self.dataset[i]["image"][..., :3]
-
-    def image_and_lower_face(self, i: int) -> tuple[Float[Tensor, "h w 3"], Tensor]:
-        """Frame `i` and its lower-face mask, from one read of the frame."""
-        frame = self.dataset[i]
-        return frame["image"][..., :3], frame["audio_region"][..., 0].bool()
-
-
-def _cameras(pipeline, heldout: HeldoutFrames):
-    """The method's own held-out cameras (times, audio indices...), checked to be the reference frames."""
-    dataset = pipeline.datamanager.eval_dataset
-    names = [Path(p).name for p in dataset._dataparser_outputs.image_filenames]
-    if names != heldout.filenames:
-        raise RuntimeError("the method's held-out frames differ from the benchmark's reference frames")
-    return dataset.cameras
+    def training_run(self, label: str, heldout: HeldoutFrames, device: str) -> TrainingRun:
+        """Training under the budget, with the held-out PSNR curve measured on `heldout`."""
+        budget = TrainingBudget(steps=self.budget_steps, seconds=self.budget_seconds)
+        return TrainingRun(
+            label=label,
+            budget=budget,
+            curve_marks=budget.evenly(self.curve_points),
+            curve_frames=self.curve_frames,
+            reference=heldout,
+            seed=self.seed,
+            device=device,
+        )
 
 
 @torch.no_grad()
-def _psnr_on(model, cameras, heldout: HeldoutFrames, picks) -> float:
-    from aenerf_ns.utils.image_metrics import psnr
-
-    was_training = model.training
-    model.eval()
-    scores = []
-    for i in map(int, picks):
-        pred = render_rgb(model, cameras[i : i + 1].to(model.device))
-        scores.append(float(psnr(pred, heldout.image(i).to(model.device))))
-    model.train(was_training)
-    return float(np.mean(scores))
-
-
-def train_step(pipeline, optimizers, callbacks: list, step: int) -> Tensor:
-    """One training iteration as ns-train runs it (without mixed precision); returns the summed loss."""
-    from nerfstudio.engine.callbacks import TrainingCallbackLocation
-
-    pipeline.train()
-    for callback in callbacks:
-        callback.run_callback_at_location(step, TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
-    _, loss_dict, _ = pipeline.get_train_loss_dict(step)
-    loss = sum(loss_dict.values())
-    optimizers.zero_grad_all()
-    loss.backward()
-    optimizers.optimizer_step_all()
-    optimizers.scheduler_step_all(step)
-    for callback in callbacks:
-        callback.run_callback_at_location(step, TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
-    return loss
-
-
-def train_with_budget(config, settings: RunSettings, label: str, heldout: HeldoutFrames, device: str) -> dict:
-    """Train in-process like ns-train (training callbacks included) until the step or time budget is spent.
-
-    Returns the pipeline, steps done, training seconds (evaluation excluded), the curve
-    [(training seconds, step, held-out PSNR, mean training loss of the last 20 steps)] and the peak
-    memory of training.
-    """
-    from nerfstudio.engine.callbacks import TrainingCallbackAttributes
-    from nerfstudio.engine.optimizers import Optimizers
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from aenerf_ns.bench.peer_methods import offline_lpips
-    from aenerf_ns.bench.resource_meter import PeakMemory, now, synchronize
-
-    torch.manual_seed(settings.seed)
-    np.random.seed(settings.seed)
-    steps_cap = settings.budget_steps if settings.budget_steps is not None else 10**9
-    schedule_steps = settings.budget_steps or 30000
-    config.max_num_iterations = schedule_steps
-    for group in config.optimizers.values():
-        if group.get("scheduler") is not None:
-            group["scheduler"].max_steps = schedule_steps
-    with PeakMemory(device) as memory:
-        with offline_lpips():
-            pipeline = config.pipeline.setup(device=device, test_mode="val")
-        optimizers = Optimizers(config.optimizers, pipeline.get_param_groups())
-        callbacks = pipeline.get_training_callbacks(TrainingCallbackAttributes(optimizers, None, pipeline, None))
-        cameras = _cameras(pipeline, heldout)
-        picks = np.unique(np.linspace(0, len(heldout) - 1, settings.curve_frames).round().astype(int))
-        if settings.budget_steps is not None:
-            marks = [settings.budget_steps * k / settings.curve_points for k in range(1, settings.curve_points)]
-        else:
-            marks = [settings.budget_seconds * k / settings.curve_points for k in range(1, settings.curve_points)]
-        curve = [(0.0, 0, _psnr_on(pipeline.model, cameras, heldout, picks), float("nan"))]
-        seconds, step, recent_losses = 0.0, 0, []
-        columns = (TextColumn(f"training {label}"), BarColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
-        total = settings.budget_steps or settings.budget_seconds
-        with Progress(*columns, transient=True) as progress:
-            task = progress.add_task("", total=total)
-            while step < steps_cap and (settings.budget_steps is not None or seconds < settings.budget_seconds):
-                start = now()
-                loss = train_step(pipeline, optimizers, callbacks, step)
-                synchronize(device)
-                seconds += now() - start
-                step += 1
-                recent_losses = (recent_losses + [loss.item()])[-20:]
-                if not math.isfinite(recent_losses[-1]):
-                    raise FloatingPointError(f"{label}: the training loss became {recent_losses[-1]} at step {step}")
-                progress.update(task, completed=step if settings.budget_steps else seconds, description=f"step {step}")
-                position = step if settings.budget_steps is not None else seconds
-                if marks and position >= marks[0]:
-                    marks.pop(0)
-                    psnr = _psnr_on(pipeline.model, cameras, heldout, picks)
-                    curve.append((seconds, step, psnr, float(np.mean(recent_losses))))
-        curve.append((seconds, step, _psnr_on(pipeline.model, cameras, heldout, picks), float(np.mean(recent_losses))))
-    return {
-        "pipeline": pipeline,
-        "cameras": cameras,
-        "steps": step,
-        "train_seconds": seconds,
-        "curve": curve,
-        "train_peak_mb": memory.peak_mb,
-    }
-
-
-@torch.no_grad()
-def score_heldout(model, cameras, heldout: HeldoutFrames, settings: RunSettings, device: str) -> dict:
+def score_heldout(model, cameras: Cameras, heldout: HeldoutFrames, settings: RunSettings, device: str) -> dict:
     """Render the first `eval_frames` consecutive held-out frames and score them (see the module docstring)."""
     from rich.progress import Progress
 
@@ -264,7 +138,7 @@ def _sync(rendered: np.ndarray, truth: np.ndarray, heldout: HeldoutFrames, count
 
 
 @torch.no_grad()
-def render_scaling(model, cameras, settings: RunSettings, device: str) -> list[dict]:
+def render_scaling(model, cameras: Cameras, settings: RunSettings, device: str) -> list[dict]:
     """Render one held-out camera at each height of `settings.scaling`: seconds and peak memory added."""
     from aenerf_ns.bench.resource_meter import PeakMemory, now, synchronize
 
@@ -289,17 +163,17 @@ def run_method(name: str, settings: RunSettings, out_dir: Path) -> dict:
     """Train and score one method; writes `result.json` (last) and `strip.png` into `out_dir`."""
     from aenerf_ns.bench.bench_methods import BY_NAME
     from aenerf_ns.bench.resource_meter import peak_resident_mb
-    from aenerf_ns.evaluation.evaluate import json_safe
+    from aenerf_ns.evaluation.metric_reports import json_safe
     from aenerf_ns.utils.atomic_io import atomic_save_png, atomic_write_bytes
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     method = BY_NAME[name]
-    heldout = HeldoutFrames(Path(settings.data), settings.train_fraction)
+    heldout = HeldoutFrames.read(Path(settings.data), settings.train_fraction)
     config = method.build(Path(settings.data), settings.small, settings.train_fraction, settings.rays)
-    trained = train_with_budget(config, settings, name, heldout, device)
-    model = trained["pipeline"].model
-    scores = score_heldout(model, trained["cameras"], heldout, settings, device)
-    scaling = render_scaling(model, trained["cameras"], settings, device) if method.in_scaling else []
+    trained = train(config, settings.training_run(name, heldout, device))
+    model = trained.pipeline.model
+    scores = score_heldout(model, trained.cameras, heldout, settings, device)
+    scaling = render_scaling(model, trained.cameras, settings, device) if method.in_scaling else []
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_save_png(out_dir / "strip.png", np.concatenate(scores.pop("_strip"), 1))
     atomic_save_png(out_dir / "truth_strip.png", np.concatenate(scores.pop("_truth_strip"), 1))
@@ -309,12 +183,12 @@ def run_method(name: str, settings: RunSettings, out_dir: Path) -> dict:
         "summary": method.summary,
         "settings_key": settings.key(),
         "device": torch.cuda.get_device_name() if device == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
-        "steps": trained["steps"],
-        "train_seconds": trained["train_seconds"],
-        "train_seconds_per_1k_steps": 1000.0 * trained["train_seconds"] / max(trained["steps"], 1),
-        "train_peak_mb": trained["train_peak_mb"],
-        "process_peak_mb": peak_resident_mb() if device == "cpu" else trained["train_peak_mb"],
-        "curve": [{"seconds": s, "step": k, "psnr": p, "train_loss": x} for s, k, p, x in trained["curve"]],
+        "steps": trained.steps,
+        "train_seconds": trained.train_seconds,
+        "train_seconds_per_1k_steps": 1000.0 * trained.train_seconds / max(trained.steps, 1),
+        "train_peak_mb": trained.train_peak_mb,
+        "process_peak_mb": peak_resident_mb() if device == "cpu" else trained.train_peak_mb,
+        "curve": [asdict(point) for point in trained.curve],
         **scores,
         "scaling": scaling,
     }

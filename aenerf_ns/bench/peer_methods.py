@@ -7,20 +7,25 @@ time in its clip (`frame_times`). Held-out frames lie after the training part, a
 they are rendered at the last training frame's time (asked for later times, its deformation field
 extrapolates and the render falls apart).
 
-Both build LPIPS when their model is created, which downloads AlexNet weights; `offline_lpips` replaces
-it with a stand-in that reports NaN unless the weights are already on disk, so nothing is downloaded.
+Both build LPIPS when their model is created, which would download AlexNet weights; their models here
+(`OfflineNerfactoModel`, `CompactNeRFModel`) get a stand-in that reports NaN instead, unless the weights are
+already on disk, so nothing is downloaded.
 """
 
 from __future__ import annotations
 
-import contextlib
+import builtins
 import copy
-from dataclasses import dataclass, field
+import types
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
 from nerfstudio.field_components.encodings import NeRFEncoding
 from nerfstudio.fields.vanilla_nerf_field import NeRFField
+from nerfstudio.models.base_model import Model
+from nerfstudio.models.nerfacto import NerfactoModel, NerfactoModelConfig
 from nerfstudio.models.vanilla_nerf import NeRFModel, VanillaModelConfig
 
 PEERS = ("nerfacto", "dnerf")
@@ -33,8 +38,8 @@ def _lpips_weights_present() -> bool:
     return alexnet_weights_path().is_file()
 
 
-class _NoLPIPS(torch.nn.Module):
-    """Stands in for torchmetrics' LPIPS when its weights are not on disk: returns NaN."""
+class NaNLPIPS(torch.nn.Module):
+    """Stands in for torchmetrics' LPIPS when AlexNet's weights are not on disk: every score is NaN."""
 
     def __init__(self, *args, **kwargs):
         super().__init__()
@@ -43,20 +48,46 @@ class _NoLPIPS(torch.nn.Module):
         return torch.tensor(float("nan"))
 
 
-@contextlib.contextmanager
-def offline_lpips():
-    """Within the block, models that build LPIPS get a NaN stand-in unless AlexNet's weights are on disk."""
-    import torchmetrics.image.lpip as lpip
+_LPIPS_MODULE = "torchmetrics.image.lpip"
 
+
+def _import_with_lpips_stand_in(name, globals=None, locals=None, fromlist=(), level=0):
+    if name == _LPIPS_MODULE and level == 0:
+        return types.SimpleNamespace(LearnedPerceptualImagePatchSimilarity=NaNLPIPS)
+    return builtins.__import__(name, globals, locals, fromlist, level)
+
+
+def populate_without_download(populate: Callable[[Model], None], model: Model) -> None:
+    """Run nerfstudio's `populate` (a `populate_modules`) on `model` without fetching AlexNet's weights.
+
+    nerfacto and vanilla NeRF import and build torchmetrics' LPIPS inside `populate_modules`, which would
+    download the weights when they are not on disk. There is no argument to avoid that, so when the weights
+    are absent `populate` runs as a copy of the function whose own `import` statements get `NaNLPIPS` for
+    LPIPS: nothing of torchmetrics is changed, and every other caller still gets the real class.
+    """
     if _lpips_weights_present():
-        yield
+        populate(model)
         return
-    original = lpip.LearnedPerceptualImagePatchSimilarity
-    lpip.LearnedPerceptualImagePatchSimilarity = _NoLPIPS
-    try:
-        yield
-    finally:
-        lpip.LearnedPerceptualImagePatchSimilarity = original
+    scope = dict(populate.__globals__)
+    scope["__builtins__"] = dict(vars(builtins), __import__=_import_with_lpips_stand_in)
+    code, name = populate.__code__, populate.__name__
+    types.FunctionType(code, scope, name, populate.__defaults__, populate.__closure__)(model)
+
+
+@dataclass
+class OfflineNerfactoModelConfig(NerfactoModelConfig):
+    """nerfstudio's nerfacto, built without downloading LPIPS weights (`populate_without_download`)."""
+
+    _target: type = field(default_factory=lambda: OfflineNerfactoModel)
+
+
+class OfflineNerfactoModel(NerfactoModel):
+    """NerfactoModel whose LPIPS reports NaN unless AlexNet's weights are on disk."""
+
+    config: OfflineNerfactoModelConfig
+
+    def populate_modules(self):
+        populate_without_download(NerfactoModel.populate_modules, self)
 
 
 @dataclass
@@ -73,12 +104,13 @@ class CompactNeRFModelConfig(VanillaModelConfig):
 
 
 class CompactNeRFModel(NeRFModel):
-    """NeRFModel whose coarse and fine fields take their MLP sizes from the config."""
+    """NeRFModel whose coarse and fine fields take their MLP sizes from the config (and whose LPIPS reports
+    NaN unless AlexNet's weights are on disk)."""
 
     config: CompactNeRFModelConfig
 
     def populate_modules(self):
-        super().populate_modules()
+        populate_without_download(NeRFModel.populate_modules, self)
         cfg = self.config
         skips = (4,) if cfg.base_mlp_num_layers > 4 else ()
         for name in ("field_coarse", "field_fine"):
@@ -123,7 +155,9 @@ def peer_config(name: str, data: Path, rays: int, small: bool, train_fraction: f
     )
     bounds = TalkingHeadModelConfig()
     if name == "nerfacto":
-        model = config.pipeline.model
+        old = config.pipeline.model
+        model = OfflineNerfactoModelConfig(**{f.name: getattr(old, f.name) for f in fields(old) if f.name != "_target"})
+        config.pipeline.model = model
         model.near_plane, model.far_plane = bounds.near_plane, bounds.far_plane
         model.camera_optimizer.mode = "off"
         model.implementation = "torch" if small or not torch.cuda.is_available() else "tcnn"

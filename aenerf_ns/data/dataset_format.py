@@ -164,14 +164,8 @@ def _check_pose(matrix: Any, where: str) -> np.ndarray:
     return m
 
 
-def read_transforms(root: Path) -> TalkingHeadMeta:
-    """Read and validate a dataset folder's transforms.json.
-
-    Raises DatasetFormatError naming the file and the field for every problem found: a missing folder or
-    file, malformed JSON, missing or invalid intrinsics, poses that are not rigid transforms, frame
-    indices out of order, unknown parsing labels, and files listed but absent.
-    """
-    root = Path(root)
+def _load_transforms_document(root: Path) -> tuple[dict, Path]:
+    """The JSON object in `root`/transforms.json, and its path."""
     if not root.exists():
         raise DatasetFormatError(f"dataset folder {root} does not exist")
     path = root / "transforms.json"
@@ -186,8 +180,11 @@ def read_transforms(root: Path) -> TalkingHeadMeta:
         raise DatasetFormatError(f"{path} is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise DatasetFormatError(f"{path} must hold a JSON object")
-    where = str(path)
+    return doc, path
 
+
+def _check_parsing_labels(doc: dict, where: str) -> None:
+    """The dataset's label ids must be the ones this version's label maps use."""
     labels = doc.get("parsing_labels", {name: i for i, name in enumerate(LABEL_NAMES)})
     unknown = sorted(set(labels) - set(LABEL_NAMES))
     if unknown:
@@ -198,6 +195,9 @@ def read_transforms(root: Path) -> TalkingHeadMeta:
                 f"{where}: parsing label '{name}' has id {idx}, but this version expects id {LABEL_NAMES.index(name)}"
             )
 
+
+def _read_clip_header(root: Path, doc: dict, where: str) -> TalkingHeadMeta:
+    """The clip-wide fields (identity, fps, intrinsics, audio, background plate), with no frames yet."""
     audio_path = root / str(_require(doc, "audio_path", where))
     if not audio_path.is_file():
         raise DatasetFormatError(f"{where}: audio file {audio_path} does not exist")
@@ -205,8 +205,7 @@ def read_transforms(root: Path) -> TalkingHeadMeta:
     background_path = root / background if background else None
     if background_path is not None and not background_path.is_file():
         raise DatasetFormatError(f"{where}: background plate {background_path} does not exist")
-
-    meta = TalkingHeadMeta(
+    return TalkingHeadMeta(
         root=root,
         identity=str(doc.get("identity", root.name)),
         fps=_number(doc, "fps", where),
@@ -219,25 +218,29 @@ def read_transforms(root: Path) -> TalkingHeadMeta:
         audio_path=audio_path,
         background_path=background_path,
     )
-    frames = _require(doc, "frames", where)
-    if not isinstance(frames, list) or not frames:
-        raise DatasetFormatError(f"{where}: 'frames' must be a non-empty list")
-    for i, entry in enumerate(frames):
-        fwhere = f"{where}, frame {i}"
-        if entry.get("frame_index", i) != i:
-            raise DatasetFormatError(
-                f"{fwhere}: frame_index is {entry.get('frame_index')}, expected {i} (frames must be consecutive "
-                "and in time order, one per video frame)"
-            )
-        if "transform_matrix" not in entry:
-            raise DatasetFormatError(f"{fwhere}: no transform_matrix (every frame needs a camera pose)")
-        image_path = root / str(_require(entry, "file_path", fwhere))
-        parsing_path = root / str(_require(entry, "parsing_path", fwhere))
-        for p, what in ((image_path, "image"), (parsing_path, "parsing map")):
-            if not p.is_file():
-                raise DatasetFormatError(f"{fwhere}: {what} {p} does not exist")
-        mouth = entry.get("mouth_open")
-        meta.frames.append(FrameRecord(image_path, parsing_path, _check_pose(entry["transform_matrix"], fwhere), mouth))
+
+
+def _read_frame(root: Path, entry: dict, i: int, where: str) -> FrameRecord:
+    """Frame `i` of the frames list: in time order, with a rigid pose and its image and label map on disk."""
+    fwhere = f"{where}, frame {i}"
+    if entry.get("frame_index", i) != i:
+        raise DatasetFormatError(
+            f"{fwhere}: frame_index is {entry.get('frame_index')}, expected {i} (frames must be consecutive "
+            "and in time order, one per video frame)"
+        )
+    if "transform_matrix" not in entry:
+        raise DatasetFormatError(f"{fwhere}: no transform_matrix (every frame needs a camera pose)")
+    image_path = root / str(_require(entry, "file_path", fwhere))
+    parsing_path = root / str(_require(entry, "parsing_path", fwhere))
+    for p, what in ((image_path, "image"), (parsing_path, "parsing map")):
+        if not p.is_file():
+            raise DatasetFormatError(f"{fwhere}: {what} {p} does not exist")
+    mouth = entry.get("mouth_open")
+    return FrameRecord(image_path, parsing_path, _check_pose(entry["transform_matrix"], fwhere), mouth)
+
+
+def _check_image_count(meta: TalkingHeadMeta, where: str) -> None:
+    """When all frames share one folder, it must hold exactly the listed frames (no missing or extra images)."""
     folders = {fr.image_path.parent for fr in meta.frames}
     if len(folders) == 1:
         folder = folders.pop()
@@ -247,4 +250,23 @@ def read_transforms(root: Path) -> TalkingHeadMeta:
                 f"{where}: {folder.name}/ holds {on_disk} image files but transforms.json lists {meta.num_frames} "
                 "frames: frames and poses do not match (re-run the tool that wrote the dataset)"
             )
+
+
+def read_transforms(root: Path) -> TalkingHeadMeta:
+    """Read and validate a dataset folder's transforms.json.
+
+    Raises DatasetFormatError naming the file and the field for every problem found: a missing folder or
+    file, malformed JSON, missing or invalid intrinsics, poses that are not rigid transforms, frame
+    indices out of order, unknown parsing labels, and files listed but absent.
+    """
+    root = Path(root)
+    doc, path = _load_transforms_document(root)
+    where = str(path)
+    _check_parsing_labels(doc, where)
+    meta = _read_clip_header(root, doc, where)
+    frames = _require(doc, "frames", where)
+    if not isinstance(frames, list) or not frames:
+        raise DatasetFormatError(f"{where}: 'frames' must be a non-empty list")
+    meta.frames.extend(_read_frame(root, entry, i, where) for i, entry in enumerate(frames))
+    _check_image_count(meta, where)
     return meta

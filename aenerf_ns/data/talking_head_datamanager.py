@@ -1,9 +1,13 @@
-"""Data manager for talking-head models: the vanilla one, with each training ray's region group attached.
+"""Data manager for talking-head models: the vanilla one, with each training ray's sampler group attached.
 
 The model only receives the ray bundle, so what it needs from the batch is copied into
-`RayBundle.metadata`: the region sampler's `ray_group` (AE-NeRF decides per ray which field renders it;
-rays without a group, at evaluation, in the viewer and when rendering, go through both fields), and
-each ray's camera pose and training-frame index (SSP-NeRF's torso deformation is conditioned on them).
+`RayBundle.metadata`: a sampler's per-ray `ray_group` where it assigns one (AE-NeRF's region sampler
+decides per ray which field renders it; rays without a group, at evaluation, in the viewer and when
+rendering, go through both fields), and each ray's camera pose and training-frame index (SSP-NeRF's torso
+deformation is conditioned on them).
+
+The pixel sampler is any nerfstudio `PixelSamplerConfig`; each method's preset sets its own (a subclass
+instance), and the command line then offers that sampler's options under `--pipeline.datamanager.pixel-sampler.`.
 """
 
 from __future__ import annotations
@@ -11,31 +15,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
+from nerfstudio.data.pixel_samplers import PixelSamplerConfig
 
-from aenerf_ns.aenerf.region_sampler import RegionPixelSamplerConfig
 from aenerf_ns.data.talking_head_dataparser import TalkingHeadDataParserConfig
 from aenerf_ns.data.talking_head_dataset import TalkingHeadDataset
-from aenerf_ns.ssp_nerf.semantic_sampler import SemanticPixelSamplerConfig
 
 
 @dataclass
 class TalkingHeadDataManagerConfig(VanillaDataManagerConfig):
-    """Talking-head data: the `talking-head` dataparser and the region-wise ray sampler."""
+    """Talking-head data: the `talking-head` dataparser and the method's ray sampler."""
 
     _target: type = field(default_factory=lambda: TalkingHeadDataManager)
     dataparser: TalkingHeadDataParserConfig = field(default_factory=TalkingHeadDataParserConfig)
     """Where the talking-head dataset is read from."""
-    pixel_sampler: RegionPixelSamplerConfig = field(default_factory=RegionPixelSamplerConfig)
-    """Region-wise ray sampling (audio region, the rest, and their overlap)."""
-
-
-@dataclass
-class SemanticDataManagerConfig(TalkingHeadDataManagerConfig):
-    """Talking-head data with semantic-aware dynamic ray sampling (SSP-NeRF)."""
-
-    _target: type = field(default_factory=lambda: TalkingHeadDataManager)
-    pixel_sampler: SemanticPixelSamplerConfig = field(default_factory=SemanticPixelSamplerConfig)
-    """Rays per parsing class by each class's running loss."""
+    pixel_sampler: PixelSamplerConfig = field(default_factory=PixelSamplerConfig)
+    """How training rays are drawn: set by each method (region-wise for AE-NeRF, semantic-aware for SSP-NeRF)."""
 
 
 def _attach_camera_pose(ray_bundle, cameras, with_frame: bool) -> None:

@@ -4,10 +4,13 @@ Each camera carries two numbers in its metadata, which nerfstudio slices per ray
 evaluation, the viewer and rendering alike:
 
 - ``audio_index``: the row of the clip's audio-feature table that drives this frame. The table itself
-  (every frame of every identity, ``metadata["audio_features"]``) lives in the model, so the model can
-  smooth audio over neighbouring frames and a render can swap in a new audio track.
-- ``identity``: which identity (dataset folder) the frame shows, selecting that identity's reference
-  frames and background plate.
+  (every frame of every identity, `TalkingHeadMetadata.audio_features`) lives in the model, so the model
+  can smooth audio over neighbouring frames and a render can swap in a new audio track.
+- ``identity``: which identity (dataset folder) the frame shows, selecting that identity's background
+  plate (and, for AE-NeRF, its reference frames).
+
+Everything else datasets and models need travels as one `TalkingHeadMetadata` in the outputs' metadata,
+including each identity's training frames, from which a model picks frames of its own (AE-NeRF's references).
 
 `data` may be one dataset folder (a `transforms.json` inside) or a folder of dataset folders: then every
 sub-folder with a `transforms.json` is one identity, which is how a multi-identity base model is trained.
@@ -25,10 +28,9 @@ from nerfstudio.cameras.cameras import Cameras, CameraType
 from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataParserConfig, DataparserOutputs
 from nerfstudio.data.scene_box import SceneBox
 
-from aenerf_ns.aenerf.reference_views import select_reference_frames
 from aenerf_ns.audio.audio_features import AudioFeatureConfig, compute_audio_features
 from aenerf_ns.data.dataset_format import DatasetFormatError, TalkingHeadMeta, read_transforms
-from aenerf_ns.data.parsing_labels import AUDIO_REGION_LABELS, LABEL_NAMES
+from aenerf_ns.data.talking_head_metadata import IdentityRecord, TalkingHeadMetadata
 
 DEFAULT_AABB = ((-1.6, -2.6, -1.6), (1.6, 1.4, 1.6))
 """Scene box in head coordinates: the head (about one unit in radius) plus neck and shoulders."""
@@ -43,8 +45,6 @@ class TalkingHeadDataParserConfig(DataParserConfig):
     """Dataset folder holding transforms.json, or a folder of such folders (one identity each)."""
     train_fraction: float = 0.5
     """Leading fraction of each video used for training; the rest of the video is held out for evaluation."""
-    num_references: int = 4
-    """Reference frames per identity (the paper's L), picked from the training part of the video."""
     audio: AudioFeatureConfig = field(default_factory=AudioFeatureConfig)
     """How the clip's audio becomes per-frame features."""
     scene_aabb: tuple[tuple[float, float, float], tuple[float, float, float]] = DEFAULT_AABB
@@ -75,6 +75,21 @@ class _Identity:
     meta: TalkingHeadMeta
     features: np.ndarray
     offset: int  # first row of this identity in the joint audio-feature table
+
+
+@dataclass
+class _SplitFrames:
+    """Per-identity parts of one split's frames, concatenated in camera order."""
+
+    poses: list[np.ndarray] = field(default_factory=list)
+    intrinsics: list[np.ndarray] = field(default_factory=list)
+    audio_rows: list[np.ndarray] = field(default_factory=list)
+    identity: list[np.ndarray] = field(default_factory=list)
+    frame_indices: list[np.ndarray] = field(default_factory=list)
+    times: list[np.ndarray] = field(default_factory=list)
+    image_paths: list[Path] = field(default_factory=list)
+    parsing_paths: list[Path] = field(default_factory=list)
+    mouth_open: list[float | None] = field(default_factory=list)
 
 
 @dataclass
@@ -132,109 +147,113 @@ class TalkingHeadDataParser(DataParser):
         self._identities = identities
         return identities
 
-    def _references(self, identities: list[_Identity]) -> dict[str, torch.Tensor]:
-        """Per identity, `num_references` training frames spread over the audio (farthest-point sampling)."""
-        from PIL import Image
-
-        images, c2ws, intrinsics, audio_rows, frames = [], [], [], [], []
-        for ident in identities:
-            meta = ident.meta
-            train = self.split_indices(meta.num_frames, "train")
-            count = min(self.config.num_references, len(train))
-            picks = train[select_reference_frames(ident.features[train].reshape(len(train), -1), count)]
-            if count < self.config.num_references:  # very short clips: repeat frames to keep the shape
-                picks = np.resize(picks, self.config.num_references)
-            images.append(np.stack([np.array(Image.open(meta.frames[i].image_path).convert("RGB")) for i in picks]))
-            c2ws.append(np.stack([meta.frames[i].camera_to_world[:3, :4] for i in picks]))
-            intrinsics.append(np.tile([meta.fl_x, meta.fl_y, meta.cx, meta.cy], (len(picks), 1)))
-            audio_rows.append(picks + ident.offset)
-            frames.append(picks)
-        return {
-            "images": torch.from_numpy(np.stack(images)),
-            "camera_to_worlds": torch.from_numpy(np.stack(c2ws)).float(),
-            "intrinsics": torch.from_numpy(np.stack(intrinsics)).float(),
-            "audio_index": torch.from_numpy(np.stack(audio_rows)).long(),
-            "frame_indices": torch.from_numpy(np.stack(frames)).long(),
-        }
-
-    def _generate_dataparser_outputs(self, split: Literal["train", "val", "test"] = "train") -> DataparserOutputs:
-        from PIL import Image
-
-        identities = self._load()
-        first = identities[0].meta
-        poses, fx, fy, cx, cy, audio_index, identity_index = [], [], [], [], [], [], []
-        image_filenames, parsing_filenames, frame_indices, mouth, times = [], [], [], [], []
-        plates = []
+    def _split_frames(self, identities: list[_Identity], split: str) -> _SplitFrames:
+        """The split's frames of every identity, in camera order."""
+        frames = _SplitFrames()
         for k, ident in enumerate(identities):
             meta = ident.meta
             idx = self.split_indices(meta.num_frames, split)
-            poses.append(np.stack([meta.frames[i].camera_to_world for i in idx])[:, :3, :4])
-            for values, value in ((fx, meta.fl_x), (fy, meta.fl_y), (cx, meta.cx), (cy, meta.cy)):
-                values.append(np.full(len(idx), value))
-            audio_index.append(idx + ident.offset)
-            identity_index.append(np.full(len(idx), k))
-            image_filenames += [meta.frames[i].image_path for i in idx]
-            parsing_filenames += [meta.frames[i].parsing_path for i in idx]
-            frame_indices.append(idx)
             last_trained = self.split_indices(meta.num_frames, "train")[-1]
-            times.append(np.minimum(idx, last_trained) / max(meta.num_frames - 1, 1))
-            mouth += [meta.frames[i].mouth_open for i in idx]
-            plate = None
-            if meta.background_path is not None:
-                plate = np.array(Image.open(meta.background_path).convert("RGB"))
-                if plate.shape[:2] != (meta.height, meta.width):
-                    raise DatasetFormatError(
-                        f"background plate {meta.background_path} is {plate.shape[1]}x{plate.shape[0]}, "
-                        f"but the frames are {meta.width}x{meta.height}"
-                    )
-            plates.append(plate)
+            frames.poses.append(np.stack([meta.frames[i].camera_to_world for i in idx])[:, :3, :4])
+            frames.intrinsics.append(np.tile([meta.fl_x, meta.fl_y, meta.cx, meta.cy], (len(idx), 1)))
+            frames.audio_rows.append(idx + ident.offset)
+            frames.identity.append(np.full(len(idx), k))
+            frames.frame_indices.append(idx)
+            frames.times.append(np.minimum(idx, last_trained) / max(meta.num_frames - 1, 1))
+            frames.image_paths += [meta.frames[i].image_path for i in idx]
+            frames.parsing_paths += [meta.frames[i].parsing_path for i in idx]
+            frames.mouth_open += [meta.frames[i].mouth_open for i in idx]
+        return frames
 
-        def column(parts: list[np.ndarray]) -> torch.Tensor:
-            return torch.from_numpy(np.concatenate(parts)).float()[:, None]
+    def _cameras(self, frames: _SplitFrames, first: TalkingHeadMeta) -> Cameras:
+        """One camera per frame, carrying its audio row and identity (and, for time-conditioned methods, time)."""
+        intrinsics = np.concatenate(frames.intrinsics)
 
-        cameras = Cameras(
-            camera_to_worlds=torch.from_numpy(np.concatenate(poses)).float(),
-            fx=column(fx),
-            fy=column(fy),
-            cx=column(cx),
-            cy=column(cy),
+        def column(values: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(values).float()[:, None]
+
+        return Cameras(
+            camera_to_worlds=torch.from_numpy(np.concatenate(frames.poses)).float(),
+            fx=column(intrinsics[:, 0]),
+            fy=column(intrinsics[:, 1]),
+            cx=column(intrinsics[:, 2]),
+            cy=column(intrinsics[:, 3]),
             width=first.width,
             height=first.height,
             camera_type=CameraType.PERSPECTIVE,
-            times=column(times) if self.config.frame_times else None,
-            metadata={"audio_index": column(audio_index), "identity": column(identity_index)},
+            times=column(np.concatenate(frames.times)) if self.config.frame_times else None,
+            metadata={
+                "audio_index": column(np.concatenate(frames.audio_rows)),
+                "identity": column(np.concatenate(frames.identity)),
+            },
         )
+
+    def _identity_record(self, ident: _Identity) -> IdentityRecord:
+        """An identity's speech and training frames, from which models pick frames of their own (references)."""
+        meta = ident.meta
+        train = self.split_indices(meta.num_frames, "train")
+        return IdentityRecord(
+            name=meta.identity,
+            audio_path=meta.audio_path,
+            train_frames=torch.from_numpy(train).long(),
+            train_image_paths=[meta.frames[i].image_path for i in train],
+            train_camera_to_worlds=torch.from_numpy(
+                np.stack([meta.frames[i].camera_to_world[:3, :4] for i in train])
+            ).float(),
+            train_audio_rows=torch.from_numpy(train + ident.offset).long(),
+            intrinsics=torch.tensor([meta.fl_x, meta.fl_y, meta.cx, meta.cy], dtype=torch.float32),
+        )
+
+    def _metadata(self, identities: list[_Identity], frames: _SplitFrames) -> TalkingHeadMetadata:
+        """The joint audio table, the identities and the split's per-image labels."""
         table = np.concatenate([ident.features for ident in identities])
+        flat = table.reshape(len(table), -1)
         segments = np.concatenate([np.full(ident.meta.num_frames, k) for k, ident in enumerate(identities)])
-        if any(p is None for p in plates):
-            background_images = None
-        else:
-            background_images = torch.from_numpy(np.stack(plates))
-        metadata = {
-            "parsing_filenames": parsing_filenames,
-            "label_names": LABEL_NAMES,
-            "audio_region_labels": AUDIO_REGION_LABELS,
-            "background_images": background_images,
-            "image_identity": torch.from_numpy(np.concatenate(identity_index)).long(),
-            "identities": [ident.meta.identity for ident in identities],
-            "num_identities": len(identities),
-            "camera_pose_mean": torch.from_numpy(np.concatenate(poses).reshape(-1, 12).mean(0)).float(),
-            "audio_features": torch.from_numpy(table.reshape(len(table), -1)).float(),
-            "audio_segments": torch.from_numpy(segments).long(),
-            "audio_feature_shape": tuple(table.shape[1:]),
-            "default_audio": torch.from_numpy(table.reshape(len(table), -1).mean(0)).float(),
-            "references": self._references(identities),
-            "frame_indices": torch.from_numpy(np.concatenate(frame_indices)),
-            "mouth_open": None if any(m is None for m in mouth) else torch.tensor(mouth, dtype=torch.float32),
-            "fps": first.fps,
-            "audio_feature_config": self.config.audio,
-            "identity": first.identity,
-            "audio_path": first.audio_path,
-            "image_size": (first.height, first.width),
-        }
-        return DataparserOutputs(
-            image_filenames=image_filenames,
-            cameras=cameras,
-            scene_box=SceneBox(aabb=torch.tensor(self.config.scene_aabb, dtype=torch.float32)),
-            metadata=metadata,
+        mouth = frames.mouth_open
+        return TalkingHeadMetadata(
+            identities=[self._identity_record(ident) for ident in identities],
+            fps=identities[0].meta.fps,
+            audio_features=torch.from_numpy(flat).float(),
+            audio_feature_shape=(int(table.shape[1]), int(table.shape[2])),
+            audio_segments=torch.from_numpy(segments).long(),
+            default_audio=torch.from_numpy(flat.mean(0)).float(),
+            audio_feature_config=self.config.audio,
+            background_images=_background_plates(identities),
+            camera_pose_mean=torch.from_numpy(np.concatenate(frames.poses).reshape(-1, 12).mean(0)).float(),
+            parsing_filenames=frames.parsing_paths,
+            image_identity=torch.from_numpy(np.concatenate(frames.identity)).long(),
+            frame_indices=torch.from_numpy(np.concatenate(frames.frame_indices)),
+            mouth_open=None if any(m is None for m in mouth) else torch.tensor(mouth, dtype=torch.float32),
         )
+
+    def _generate_dataparser_outputs(self, split: Literal["train", "val", "test"] = "train") -> DataparserOutputs:
+        identities = self._load()
+        frames = self._split_frames(identities, split)
+        return DataparserOutputs(
+            image_filenames=frames.image_paths,
+            cameras=self._cameras(frames, identities[0].meta),
+            scene_box=SceneBox(aabb=torch.tensor(self.config.scene_aabb, dtype=torch.float32)),
+            metadata=self._metadata(identities, frames).as_metadata(),
+        )
+
+
+def _background_plates(identities: list[_Identity]) -> torch.Tensor | None:
+    """Every identity's background plate as uint8 (identities, H, W, 3); None when any identity has none."""
+    from PIL import Image
+
+    plates = []
+    for ident in identities:
+        meta = ident.meta
+        if meta.background_path is None:
+            plates.append(None)
+            continue
+        plate = np.array(Image.open(meta.background_path).convert("RGB"))
+        if plate.shape[:2] != (meta.height, meta.width):
+            raise DatasetFormatError(
+                f"background plate {meta.background_path} is {plate.shape[1]}x{plate.shape[0]}, "
+                f"but the frames are {meta.width}x{meta.height}"
+            )
+        plates.append(plate)
+    if any(p is None for p in plates):
+        return None
+    return torch.from_numpy(np.stack(plates))

@@ -10,6 +10,7 @@ from PIL import Image
 
 from aenerf_ns.data.dataset_format import DatasetFormatError
 from aenerf_ns.data.parsing_labels import AUDIO_REGION_LABELS, LABEL_NAMES
+from aenerf_ns.data.talking_head_metadata import talking_head_metadata
 
 
 def load_label_map(path, scale_factor: float = 1.0) -> np.ndarray:
@@ -48,10 +49,11 @@ class TalkingHeadDataset(InputDataset):
 
     def __init__(self, dataparser_outputs: DataparserOutputs, scale_factor: float = 1.0):
         super().__init__(dataparser_outputs, scale_factor)
-        self.parsing_filenames = self.metadata["parsing_filenames"]
+        meta = talking_head_metadata(self.metadata)
+        self.parsing_filenames = meta.parsing_filenames
         self.region_ids = torch.tensor(AUDIO_REGION_LABELS, dtype=torch.uint8)
-        self.image_identity = self.metadata.get("image_identity")
-        plates = self.metadata.get("background_images")
+        self.image_identity = meta.image_identity
+        plates = meta.background_images
         self.backgrounds = None
         if plates is not None:
             h, w = int(self.cameras.height[0]), int(self.cameras.width[0])
@@ -86,6 +88,5 @@ class TalkingHeadDataset(InputDataset):
             "audio_region": torch.isin(labels, self.region_ids)[..., None],
         }
         if self.backgrounds is not None:
-            identity = int(self.image_identity[idx]) if self.image_identity is not None else 0
-            out["background"] = self.backgrounds[identity]
+            out["background"] = self.backgrounds[int(self.image_identity[idx])]
         return out

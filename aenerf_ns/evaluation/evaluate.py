@@ -12,92 +12,136 @@ measures apply, and the others are listed as skipped with the reason.
 
 from __future__ import annotations
 
-import json
-import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from jaxtyping import Float, Int
 from rich.progress import Progress
 
 from aenerf_ns.data.parsing_labels import MOUTH_INTERIOR
+from aenerf_ns.data.talking_head_metadata import TalkingHeadMetadata, talking_head_metadata
+from aenerf_ns.evaluation.lpips_metric import lpips_metric
+from aenerf_ns.evaluation.metric_reports import plot_mouth_opening, write_report
 from aenerf_ns.evaluation.sync_metrics import mask_iou, mouth_extent, speech_envelope, sync_report
-from aenerf_ns.utils.atomic_io import atomic_save_png, atomic_write_bytes
+from aenerf_ns.utils.atomic_io import atomic_save_png
 from aenerf_ns.utils.image_metrics import to_uint8
-from aenerf_ns.utils.offline_weights import alexnet_weights_path
 
 SYNCNET_SKIP = "skipped: SyncNet confidence needs pretrained SyncNet weights, which are neither bundled nor downloaded"
 
 
-def lpips_metric(device: torch.device | str = "cpu"):
-    """(LPIPS module, None) when AlexNet weights are in the torch hub cache, else (None, reason)."""
-    weights = alexnet_weights_path()
-    if not weights.is_file():
-        return None, f"skipped: LPIPS needs AlexNet weights at {weights} (not downloaded at run time)"
-    from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
+@dataclass
+class FrameScores:
+    """What scoring held-out frames one at a time collects, in frame order."""
 
-    return LearnedPerceptualImagePatchSimilarity(net_type="alex", normalize=True).to(device).eval(), None
-
-
-def json_safe(value):
-    """`value` with non-finite floats replaced by None (JSON has no NaN), through dicts and lists."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [json_safe(v) for v in value]
-    return value
+    metrics: dict[str, list[float]] = field(default_factory=dict)
+    """The model's image metrics (and LPIPS) of each frame, by metric name."""
+    strip_rows: list[np.ndarray] = field(default_factory=list)
+    """uint8 ground truth | render | error images of the frames picked for the strip."""
+    mouth_render: list[float] = field(default_factory=list)
+    """Rendered mouth-interior probability, averaged over the image."""
+    mouth_truth: list[float] = field(default_factory=list)
+    """Fraction of the true label map that is mouth interior (frames with label maps)."""
+    height_errors: list[float] = field(default_factory=list)
+    """Rendered minus true mouth height, absolute, in pixels (frames with label maps)."""
+    ious: list[float] = field(default_factory=list)
+    """Rendered vs true mouth-interior IoU (frames where either mask is non-empty)."""
 
 
-def format_metric(value) -> str:
-    """A metric as the console tables show it: floats to 4 places, sync reports as "name value" pairs."""
-    if isinstance(value, dict):
-        return ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in value.items())
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-
-def write_report(output_dir: Path, result: dict) -> None:
-    """metrics.json (non-finite numbers become null)."""
-    atomic_write_bytes(Path(output_dir) / "metrics.json", json.dumps(json_safe(result), indent=2).encode())
-
-
-def plot_mouth_opening(path: Path, times: np.ndarray, series: dict[str, np.ndarray], envelope: np.ndarray | None):
-    """Mouth opening over time (each series scaled to [0, 1]) with the speech envelope beneath, as a PNG."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    def unit(x):
-        x = np.asarray(x, float)
-        span = x.max() - x.min() if len(x) else 0
-        return (x - x.min()) / span if span > 0 else np.zeros_like(x)
-
-    rows = 2 if envelope is not None else 1
-    fig, axes = plt.subplots(rows, 1, figsize=(9, 2.4 * rows), sharex=True, squeeze=False)
-    for name, values in series.items():
-        axes[0, 0].plot(times, unit(values), label=name, linewidth=1.4)
-    axes[0, 0].set_ylabel("mouth opening (scaled)")
-    axes[0, 0].legend(loc="upper right", fontsize=8)
-    if envelope is not None:
-        axes[1, 0].plot(times, envelope, color="0.3", linewidth=1.0)
-        axes[1, 0].set_ylabel("speech energy (dB)")
-    axes[-1, 0].set_xlabel("time (s)")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(Path(path), buf.getvalue())
-
-
-def _frame_picks(n: int, max_frames: int | None, consecutive: bool) -> np.ndarray:
+def _frame_picks(n: int, max_frames: int | None, consecutive: bool) -> Int[np.ndarray, "k"]:
     count = n if max_frames is None else min(max_frames, n)
     if consecutive:
         return np.arange(count)
     return np.unique(np.linspace(0, n - 1, count).round().astype(int))
+
+
+def _score_mouth(probs: Float[torch.Tensor, "h w c"], batch: dict, scores: FrameScores) -> None:
+    """Add one frame's mouth opening, and with a true label map its mouth height error and IoU, to `scores`."""
+    rendered_mouth = (probs.argmax(-1) == MOUTH_INTERIOR).cpu().numpy()
+    scores.mouth_render.append(float(probs[..., MOUTH_INTERIOR].mean()))
+    if "parsing" in batch:
+        true_mouth = (batch["parsing"][..., 0] == MOUTH_INTERIOR).numpy()
+        scores.mouth_truth.append(float(true_mouth.mean()))
+        scores.height_errors.append(abs(mouth_extent(rendered_mouth) - mouth_extent(true_mouth)))
+        iou = mask_iou(rendered_mouth, true_mouth)
+        if iou is not None:
+            scores.ious.append(iou)
+
+
+def _score_frames(model, dataset, picks: Int[np.ndarray, "k"], strip_picks: set, lpips) -> FrameScores:
+    """Render each picked frame of `dataset` from its own camera and audio, and score it against the truth."""
+    scores = FrameScores()
+    with Progress(transient=True) as progress:
+        task = progress.add_task("evaluating held-out frames", total=len(picks))
+        for i in picks:
+            camera = dataset.cameras[int(i) : int(i) + 1].to(model.device)
+            batch = dataset[int(i)]
+            outputs = model.get_outputs_for_camera(camera)
+            metrics, images = model.get_image_metrics_and_images(outputs, batch)
+            if lpips is not None:
+                pred = outputs["rgb"].permute(2, 0, 1)[None].clamp(0, 1)
+                gt = batch["image"][..., :3].to(model.device).permute(2, 0, 1)[None]
+                metrics["lpips"] = float(lpips(pred, gt))
+            for k, v in metrics.items():
+                scores.metrics.setdefault(k, []).append(float(v))
+            _score_mouth(outputs["parsing_probs"], batch, scores)
+            if i in strip_picks:
+                scores.strip_rows.append(to_uint8(images["img"]))
+            progress.advance(task)
+    return scores
+
+
+def _summarize(scores: FrameScores, num_frames: int, lpips_skip: str | None) -> dict:
+    """Frame means of the scores, with LPIPS and SyncNet given as numbers or as the reason they are skipped."""
+    result: dict = {k: float(np.mean(v)) for k, v in scores.metrics.items()}
+    result["num_frames"] = num_frames
+    result["lpips"] = result.get("lpips", lpips_skip)
+    result["syncnet_confidence"] = SYNCNET_SKIP
+    if scores.height_errors:
+        result["mouth_height_error_px"] = float(np.mean(scores.height_errors))
+        result["mouth_iou"] = float(np.mean(scores.ious)) if scores.ious else None
+    return result
+
+
+def _true_mouth_opening(
+    meta: TalkingHeadMetadata, picks: Int[np.ndarray, "k"], scores: FrameScores
+) -> Float[np.ndarray, "k"] | None:
+    """Ground-truth mouth opening of the picked frames: the dataset's own values, else the label maps' areas."""
+    if meta.mouth_open is not None:
+        return meta.mouth_open.numpy()[picks]
+    return np.array(scores.mouth_truth) if scores.mouth_truth else None
+
+
+def _heldout_sync(
+    meta: TalkingHeadMetadata,
+    picks: Int[np.ndarray, "k"],
+    times: Float[np.ndarray, "k"],
+    fps: float,
+    consecutive: bool,
+    max_offset: int,
+    mouth_render: Float[np.ndarray, "k"],
+    truth: Float[np.ndarray, "k"] | None,
+) -> tuple[dict, Float[np.ndarray, "k"] | None]:
+    """The audio-visual sync entries of the report and the speech envelope (None when sync is skipped).
+
+    Sync is measured only on consecutive frames of one identity, against that identity's own audio track.
+    """
+    identities = set(meta.image_identity.numpy()[picks].tolist())
+    if not consecutive:
+        return {"av_sync": "skipped: needs consecutive frames (aenerf-eval scores consecutive frames)"}, None
+    if len(identities) != 1:
+        return {"av_sync": "skipped: the scored frames span several identities"}, None
+    if len(picks) < 2 * max_offset + 3:
+        return {"av_sync": f"skipped: needs at least {2 * max_offset + 3} frames"}, None
+    from aenerf_ns.audio.audio_io import load_audio
+
+    identity_audio = meta.identities[identities.pop()].audio_path
+    envelope = speech_envelope(load_audio(identity_audio), times, fps)
+    entries = {"av_sync": sync_report(mouth_render, envelope, max_offset)}
+    if truth is not None:
+        entries["av_sync_ground_truth"] = sync_report(truth, envelope, max_offset)
+    return entries, envelope
 
 
 @torch.no_grad()
@@ -126,75 +170,25 @@ def evaluate_heldout(
     model = pipeline.model
     model.eval()
     dataset = pipeline.datamanager.eval_dataset
-    meta = dataset.metadata
+    meta = talking_head_metadata(dataset.metadata)
     picks = _frame_picks(len(dataset), max_frames, consecutive)
     strip_picks = set(picks[np.linspace(0, len(picks) - 1, min(strip_frames, len(picks))).round().astype(int)])
     lpips, lpips_skip = lpips_metric(model.device) if use_lpips else (None, "skipped: disabled")
-    per_frame: dict[str, list[float]] = {}
-    rows, mouth_render, mouth_truth, heights, ious = [], [], [], [], []
-    with Progress(transient=True) as progress:
-        task = progress.add_task("evaluating held-out frames", total=len(picks))
-        for i in picks:
-            camera = dataset.cameras[int(i) : int(i) + 1].to(model.device)
-            batch = dataset[int(i)]
-            outputs = model.get_outputs_for_camera(camera)
-            metrics, images = model.get_image_metrics_and_images(outputs, batch)
-            if lpips is not None:
-                pred = outputs["rgb"].permute(2, 0, 1)[None].clamp(0, 1)
-                gt = batch["image"][..., :3].to(model.device).permute(2, 0, 1)[None]
-                metrics["lpips"] = float(lpips(pred, gt))
-            for k, v in metrics.items():
-                per_frame.setdefault(k, []).append(float(v))
-            probs = outputs["parsing_probs"]
-            rendered_mouth = (probs.argmax(-1) == MOUTH_INTERIOR).cpu().numpy()
-            mouth_render.append(float(probs[..., MOUTH_INTERIOR].mean()))
-            if "parsing" in batch:
-                true_mouth = (batch["parsing"][..., 0] == MOUTH_INTERIOR).numpy()
-                mouth_truth.append(float(true_mouth.mean()))
-                heights.append(abs(mouth_extent(rendered_mouth) - mouth_extent(true_mouth)))
-                iou = mask_iou(rendered_mouth, true_mouth)
-                if iou is not None:
-                    ious.append(iou)
-            if i in strip_picks:
-                rows.append(to_uint8(images["img"]))
-            progress.advance(task)
+    scores = _score_frames(model, dataset, picks, strip_picks, lpips)
+    result = _summarize(scores, len(picks), lpips_skip)
 
-    result: dict = {k: float(np.mean(v)) for k, v in per_frame.items()}
-    result["num_frames"] = len(picks)
-    result["lpips"] = result.get("lpips", lpips_skip)
-    result["syncnet_confidence"] = SYNCNET_SKIP
-    if heights:
-        result["mouth_height_error_px"] = float(np.mean(heights))
-        result["mouth_iou"] = float(np.mean(ious)) if ious else None
-    truth = meta.get("mouth_open")
-    truth = truth.numpy()[picks] if truth is not None else (np.array(mouth_truth) if mouth_truth else None)
+    mouth_render = np.array(scores.mouth_render)
+    truth = _true_mouth_opening(meta, picks, scores)
     if truth is not None and len(picks) > 2 and np.std(truth) > 0 and np.std(mouth_render) > 0:
         result["mouth_open_correlation"] = float(np.corrcoef(truth, mouth_render)[0, 1])
-
-    fps = float(meta.get("fps") or 25.0)
-    frame_indices = meta.get("frame_indices")
-    times = (frame_indices.numpy()[picks] + 0.5) / fps if frame_indices is not None else (picks + 0.5) / fps
-    envelope = None
-    identity = meta.get("image_identity")
-    one_identity = identity is None or len(set(identity.numpy()[picks].tolist())) == 1
-    if not consecutive:
-        result["av_sync"] = "skipped: needs consecutive frames (aenerf-eval scores consecutive frames)"
-    elif not one_identity or meta.get("audio_path") is None:
-        result["av_sync"] = "skipped: the scored frames span several identities"
-    elif len(picks) < 2 * max_offset + 3:
-        result["av_sync"] = f"skipped: needs at least {2 * max_offset + 3} frames"
-    else:
-        from aenerf_ns.audio.audio_io import load_audio
-
-        identity_audio = Path(meta["audio_path"])
-        envelope = speech_envelope(load_audio(identity_audio), times, fps)
-        result["av_sync"] = sync_report(np.array(mouth_render), envelope, max_offset)
-        if truth is not None:
-            result["av_sync_ground_truth"] = sync_report(truth, envelope, max_offset)
+    fps = meta.fps
+    times = (meta.frame_indices.numpy()[picks] + 0.5) / fps
+    sync, envelope = _heldout_sync(meta, picks, times, fps, consecutive, max_offset, mouth_render, truth)
+    result.update(sync)
 
     output_dir.mkdir(parents=True, exist_ok=True)
-    atomic_save_png(output_dir / "heldout_strip.png", np.concatenate(rows, 0))
-    series = {"rendered": np.array(mouth_render)}
+    atomic_save_png(output_dir / "heldout_strip.png", np.concatenate(scores.strip_rows, 0))
+    series = {"rendered": mouth_render}
     if truth is not None:
         series = {"ground truth": truth, **series}
     plot_mouth_opening(output_dir / "mouth_opening.png", times, series, envelope)
@@ -221,7 +215,7 @@ def evaluate_cross_driven(
     model = pipeline.model
     model.eval()
     parsed = pipeline.datamanager.train_dataparser_outputs
-    fps = float(parsed.metadata["fps"])
+    fps = talking_head_metadata(parsed.metadata).fps
     audio = load_audio(audio_path)
     total = num_video_frames(audio, fps)
     count = total if max_frames is None else min(total, max_frames)

@@ -2,39 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 from pathlib import Path
 from typing import Literal
 
 import torch
 
+from aenerf_ns.inference.legacy_modules import carry_moved_settings, upgrade_python_tags
+
 
 class CheckpointError(RuntimeError):
     """The run cannot be loaded; the message names the file and what to do."""
 
 
-@contextlib.contextmanager
-def _trusted_torch_load():
-    """nerfstudio checkpoints hold numpy scalars, which torch >= 2.6 refuses under weights_only=True.
-
-    A run's own checkpoints are written by this machine's trainer, so they are loaded as full pickles.
-    """
-    original = torch.load
-
-    def load(*args, **kwargs):
-        kwargs.setdefault("weights_only", False)
-        return original(*args, **kwargs)
-
-    torch.load = load
-    try:
-        yield
-    finally:
-        torch.load = original
-
-
 def read_run_config(config_path: Path):
-    """The TrainerConfig saved in a run's config.yml."""
+    """The TrainerConfig saved in a run's config.yml; class paths of earlier releases are read as today's."""
     import yaml
     from nerfstudio.engine.trainer import TrainerConfig
 
@@ -42,11 +24,12 @@ def read_run_config(config_path: Path):
     if not config_path.is_file():
         raise CheckpointError(f"config {config_path} does not exist (pass the config.yml of a training run)")
     try:
-        config = yaml.load(config_path.read_text(), Loader=yaml.Loader)
+        config = yaml.load(upgrade_python_tags(config_path.read_text()), Loader=yaml.Loader)
     except Exception as exc:
         raise CheckpointError(f"{config_path} is not a readable nerfstudio config.yml: {exc}") from exc
     if not isinstance(config, TrainerConfig):
         raise CheckpointError(f"{config_path} is not a nerfstudio training config.yml")
+    carry_moved_settings(config)
     return config
 
 
@@ -125,12 +108,13 @@ def load_trained_pipeline(
         config.pipeline.model.eval_num_rays_per_chunk = eval_num_rays_per_chunk
     config.load_dir = ckpt_path.parent
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    with _trusted_torch_load():
-        pipeline = config.pipeline.setup(device=device, test_mode=test_mode)
-        try:
-            state = torch.load(ckpt_path, map_location="cpu")
-        except Exception as exc:
-            raise CheckpointError(f"checkpoint {ckpt_path} is damaged or unreadable: {exc}") from exc
+    pipeline = config.pipeline.setup(device=device, test_mode=test_mode)
+    try:
+        # nerfstudio checkpoints hold numpy scalars, which torch >= 2.6 refuses under weights_only=True; a run's
+        # checkpoints are written by its own trainer, so they are read as full pickles.
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise CheckpointError(f"checkpoint {ckpt_path} is damaged or unreadable: {exc}") from exc
     pipeline.load_pipeline(state["pipeline"], state["step"])
     pipeline.eval()
     return config, pipeline, ckpt_path, step

@@ -50,6 +50,20 @@ def ffmpeg_executable() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+def _encode_command(
+    frame_pattern: str, fps: float, num_frames: int, audio_path: Path, metadata: dict[str, str], crf: int
+) -> list[str]:
+    """ffmpeg arguments (output file excluded): h264 frames plus aac audio, both cut to `num_frames / fps` s."""
+    inputs = ["-framerate", f"{fps:g}", "-start_number", "0", "-i", frame_pattern, "-i", str(audio_path)]
+    length = ["-map", "0:v:0", "-map", "1:a:0", "-frames:v", str(num_frames), "-t", f"{num_frames / fps:.6f}"]
+    even_size = ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"]  # yuv420p needs even sizes
+    video = ["-c:v", "libx264", "-preset", "medium", "-crf", str(crf), "-pix_fmt", "yuv420p"]
+    audio = ["-c:a", "aac", "-b:a", "160k", "-movflags", "+faststart+use_metadata_tags"]
+    tags = [arg for key, value in metadata.items() for arg in ("-metadata", f"{key}={value}")]
+    quiet = ["-y", "-hide_banner", "-loglevel", "error"]
+    return [ffmpeg_executable(), *quiet, *inputs, *length, *even_size, *video, *audio, *tags]
+
+
 def encode_frames_with_audio(
     frame_pattern: str,
     fps: float,
@@ -67,49 +81,7 @@ def encode_frames_with_audio(
     output_path = Path(output_path)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     partial = output_path.with_name(f".{output_path.stem}.partial{output_path.suffix}")
-    duration = num_frames / fps
-    cmd = [
-        ffmpeg_executable(),
-        "-y",
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-framerate",
-        f"{fps:g}",
-        "-start_number",
-        "0",
-        "-i",
-        frame_pattern,
-        "-i",
-        str(audio_path),
-        "-map",
-        "0:v:0",
-        "-map",
-        "1:a:0",
-        "-frames:v",
-        str(num_frames),
-        "-t",
-        f"{duration:.6f}",
-        "-vf",
-        "pad=ceil(iw/2)*2:ceil(ih/2)*2",  # yuv420p needs even sizes
-        "-c:v",
-        "libx264",
-        "-preset",
-        "medium",
-        "-crf",
-        str(crf),
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "aac",
-        "-b:a",
-        "160k",
-        "-movflags",
-        "+faststart+use_metadata_tags",
-    ]
-    for key, value in (metadata or {}).items():
-        cmd += ["-metadata", f"{key}={value}"]
-    cmd.append(str(partial))
+    cmd = _encode_command(frame_pattern, fps, num_frames, audio_path, metadata or {}, crf) + [str(partial)]
     try:
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:

@@ -3,6 +3,8 @@
 AE-NeRF and SSP-NeRF differ in their fields and ray sampling; they share
 - the audio path: the clip's feature table (swapped for a new track by `set_audio_track` when rendering),
   the audio encoder and the smoothing of codes over neighbouring frames, and the viewer's audio controls;
+- the coarse-to-fine sampling and the volume rendering of a pass's samples into colour, opacity, depth and
+  parsing probabilities (`render_samples`), on flat ray batches (`render_rays`; `get_outputs` flattens);
 - compositing over the identity's static background plate;
 - the parsing cross-entropy (background is what the ray does not hit);
 - `get_outputs_for_camera` (composited `rgb`, `rgb_foreground`, coloured `parsing`) and the evaluation
@@ -19,10 +21,11 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float
 from nerfstudio.cameras.cameras import Cameras
-from nerfstudio.cameras.rays import RayBundle
+from nerfstudio.cameras.rays import RayBundle, RaySamples
 from nerfstudio.data.scene_box import OrientedBox
+from nerfstudio.model_components import renderers
 from nerfstudio.model_components.ray_samplers import PDFSampler, UniformSampler
-from nerfstudio.model_components.renderers import AccumulationRenderer, DepthRenderer
+from nerfstudio.model_components.renderers import AccumulationRenderer, DepthRenderer, RGBRenderer, SemanticRenderer
 from nerfstudio.model_components.scene_colliders import NearFarCollider
 from nerfstudio.models.base_model import Model, ModelConfig
 from nerfstudio.utils import colormaps
@@ -31,6 +34,7 @@ from torch import Tensor, nn
 from aenerf_ns.audio.audio_encoder import AudioEncoder
 from aenerf_ns.audio.audio_smoothing import AudioSmoother, clip_bounds, neighbour_rows
 from aenerf_ns.data.parsing_labels import AUDIO_REGION_LABELS, LABEL_COLORS, LABEL_NAMES, MOUTH_INTERIOR, TORSO
+from aenerf_ns.data.talking_head_metadata import talking_head_metadata
 from aenerf_ns.models.audio_field import AudioConditionedField
 from aenerf_ns.models.viewer_audio import ViewerAudio
 from aenerf_ns.utils.image_metrics import masked_psnr, psnr, ssim
@@ -44,6 +48,14 @@ def mouth_area(labels: Tensor) -> Tensor:
     inside = (labels == MOUTH_INTERIOR).float()[None, None]
     k = 2 * MOUTH_MARGIN_PX + 1
     return F.max_pool2d(inside, k, stride=1, padding=MOUTH_MARGIN_PX)[0, 0] > 0
+
+
+def repeat_per_sample(values: Tensor | None, num_samples: int) -> Tensor | None:
+    """Per-ray values (R, ...) repeated for each of a ray's samples, flat: (R * num_samples, ...)."""
+    if values is None:
+        return None
+    rest = values.shape[1:]
+    return values[:, None].expand(values.shape[0], num_samples, *rest).reshape(-1, *rest)
 
 
 @dataclass
@@ -93,40 +105,31 @@ class TalkingHeadModel(Model):
     def populate_modules(self) -> None:
         super().populate_modules()
         cfg = self.config
-        metadata = self.kwargs.get("metadata") or {}
-        window, feature_dim = metadata.get("audio_feature_shape", (16, 80))
+        meta = talking_head_metadata(self.kwargs.get("metadata"))
+        window, feature_dim = meta.audio_feature_shape
         self.num_classes = len(LABEL_NAMES)
         audio_dim = cfg.audio_code_dim if cfg.use_audio else 0
         self.audio_dim = audio_dim
 
         # audio: feature table (non-persistent: a render swaps in its own track), encoder, smoothing
-        table = metadata.get("audio_features")
-        if table is None:
-            table = torch.zeros(1, window * feature_dim)
-        segments = metadata.get("audio_segments")
-        if segments is None:
-            segments = torch.zeros(table.shape[0], dtype=torch.long)
-        self.register_buffer("audio_table", table.float().clone(), persistent=False)
-        first, last = clip_bounds(segments)
+        self.register_buffer("audio_table", meta.audio_features.float().clone(), persistent=False)
+        first, last = clip_bounds(meta.audio_segments)
         self.register_buffer("audio_first", first, persistent=False)
         self.register_buffer("audio_last", last, persistent=False)
-        default_audio = metadata.get("default_audio")
-        if default_audio is None:
-            default_audio = table.mean(0)
-        self.register_buffer("default_audio", default_audio.float().clone())
+        self.register_buffer("default_audio", meta.default_audio.float().clone())
         self.audio_encoder = AudioEncoder(window, feature_dim, audio_dim) if audio_dim else None
         self._viewer_audio = None
         if audio_dim:  # live-viewer controls: which audio frame (or file) drives the render
-            self._viewer_audio = ViewerAudio(self, metadata.get("audio_feature_config"), metadata.get("fps") or 25.0)
+            self._viewer_audio = ViewerAudio(self, meta.audio_feature_config, meta.fps)
             for name, element in self._viewer_audio.elements().items():
                 setattr(self, name, element)
         self.audio_smoother = (
             AudioSmoother(audio_dim, cfg.audio_smoothing_radius) if audio_dim and cfg.audio_smoothing_radius else None
         )
 
-        plates = metadata.get("background_images")
+        plates = meta.background_images
         if plates is None:
-            plates = torch.zeros(max(int(metadata.get("num_identities", 1)), 1), 1, 1, 3, dtype=torch.uint8)
+            plates = torch.zeros(len(meta.identities), 1, 1, 3, dtype=torch.uint8)
         self.register_buffer("background_plates", plates.clone())
 
         self.register_buffer("label_colors", torch.tensor(LABEL_COLORS, dtype=torch.float32) / 255.0)
@@ -135,8 +138,10 @@ class TalkingHeadModel(Model):
         self.register_buffer("other_ids", torch.tensor(other))
         self.sampler_uniform = UniformSampler(num_samples=cfg.num_coarse_samples)
         self.sampler_pdf = PDFSampler(num_samples=cfg.num_importance_samples)
+        self.renderer_rgb = RGBRenderer(background_color="black")  # the foreground only: plates come later
         self.renderer_accumulation = AccumulationRenderer()
         self.renderer_depth = DepthRenderer(method="expected")
+        self.renderer_semantics = SemanticRenderer()
         if cfg.enable_collider:
             self.collider = NearFarCollider(near_plane=cfg.near_plane, far_plane=cfg.far_plane)
 
@@ -200,6 +205,40 @@ class TalkingHeadModel(Model):
         return self._encode_windows(windows)[inverse]
 
     # ------------------------------------------------------------------ rendering
+    per_sample_outputs: tuple[str, ...] = ()
+    """Outputs with a row per sample rather than per ray (for training losses): never reshaped to an image."""
+
+    def render_rays(self, ray_bundle: RayBundle) -> dict[str, Tensor]:
+        """The model's outputs for a flat (R,) ray bundle; `get_outputs` brings any other shape to this."""
+        raise NotImplementedError
+
+    def get_outputs(self, ray_bundle: RayBundle) -> dict[str, Tensor]:
+        shape = ray_bundle.shape
+        if len(shape) == 1:
+            return self.render_rays(ray_bundle)
+        outputs = self.render_rays(ray_bundle.flatten())
+        return {k: v.reshape(*shape, *v.shape[1:]) for k, v in outputs.items() if k not in self.per_sample_outputs}
+
+    def render_samples(
+        self,
+        ray_samples: RaySamples,
+        density: Float[Tensor, "R S 1"],
+        rgb: Float[Tensor, "R S 3"],
+        probs: Float[Tensor, "R S classes"],
+    ) -> dict[str, Tensor]:
+        """Volume rendering of one pass: foreground colour (not yet over a plate), opacity, depth, the weights,
+        and parsing probabilities over all classes, background being what the ray does not hit."""
+        weights = ray_samples.get_weights(density)
+        accumulation = self.renderer_accumulation(weights)
+        foreground = self.renderer_semantics(probs, weights)
+        return {
+            "rgb": self.renderer_rgb(rgb=rgb, weights=weights),
+            "accumulation": accumulation,
+            "depth": self.renderer_depth(weights=weights, ray_samples=ray_samples),
+            "parsing_probs": torch.cat([(1.0 - accumulation).clamp_min(0.0), foreground], -1),
+            "weights": weights,
+        }
+
     def render_two_pass(self, ray_bundle: RayBundle, render) -> tuple[dict[str, Tensor], dict[str, Tensor], dict]:
         """Coarse pass on stratified samples, fine pass where it found density; `render(samples)` shades
         one pass. Returns both passes and the outputs every talking-head model has."""
@@ -280,6 +319,8 @@ class TalkingHeadModel(Model):
             identity = int(camera.metadata["identity"].reshape(-1)[0].round())
         identity = min(max(identity, 0), self.background_plates.shape[0] - 1)
         plate = self.plate_for(h, w, identity).to(outputs["rgb"].device)
+        if renderers.BACKGROUND_COLOR_OVERRIDE is not None:  # the viewer's crop colour, blended in by renderer_rgb
+            plate = torch.zeros_like(plate)
         outputs["rgb_foreground"] = outputs["rgb"]
         outputs["rgb"] = self._composite(outputs["rgb"], outputs["accumulation"], plate)
         outputs["parsing"] = self.label_colors.to(plate.device)[outputs["parsing_probs"].argmax(-1)]

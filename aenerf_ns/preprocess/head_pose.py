@@ -185,13 +185,21 @@ def solve_head_track(
             failed.append(len(rotations))
         rotations.append(cv2.Rodrigues(rvec)[0])
         translations.append(tvec.reshape(3))
-    rotations, translations = np.array(rotations), np.array(translations)
-    raw = HeadTrack(rotations, translations, focal, cx, cy, failed)
+    raw = HeadTrack(np.array(rotations), np.array(translations), focal, cx, cy, failed)
     if smoothing_sigma <= 0 or len(rotations) < 2:
         return raw
-    smooth = HeadTrack(*smooth_poses(rotations, translations, smoothing_sigma), focal, cx, cy, failed)
-    # Smoothing removes landmark jitter but would lag behind a quick real head movement: where it moves
-    # the face by more than a pixel away from the landmarks, keep that frame's own pose.
+    return _smooth_track(raw, face, landmarks, smoothing_sigma)
+
+
+def _smooth_track(
+    raw: HeadTrack, face: CanonicalFace, landmarks: Float[np.ndarray, "frames 468 3"], sigma: float
+) -> HeadTrack:
+    """`raw` smoothed over time, except in frames where smoothing pulls the face over a pixel off its landmarks.
+
+    Smoothing removes landmark jitter but would lag behind a quick real head movement; those frames keep
+    their own pose.
+    """
+    smooth = HeadTrack(*smooth_poses(raw.rotations, raw.translations, sigma), raw.focal, raw.cx, raw.cy, raw.pnp_failed)
     lag = reprojection_errors(smooth, face, landmarks)["rigid"] - reprojection_errors(raw, face, landmarks)["rigid"]
     keep_raw = lag > 1.0
     smooth.rotations[keep_raw] = raw.rotations[keep_raw]

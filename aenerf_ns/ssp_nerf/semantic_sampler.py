@@ -20,8 +20,8 @@ from jaxtyping import Float, Int
 from nerfstudio.data.pixel_samplers import PixelSampler, PixelSamplerConfig
 from torch import Tensor
 
-from aenerf_ns.aenerf.region_sampler import gather_pixels
 from aenerf_ns.data.parsing_labels import LABEL_NAMES
+from aenerf_ns.data.pixel_gathering import gather_pixels
 
 
 @dataclass

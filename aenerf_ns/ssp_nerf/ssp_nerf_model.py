@@ -28,7 +28,8 @@ from nerfstudio.viewer.viewer_elements import ViewerText
 from torch import Tensor
 
 from aenerf_ns.data.parsing_labels import LABEL_NAMES
-from aenerf_ns.models.talking_head_model import TalkingHeadModel, TalkingHeadModelConfig
+from aenerf_ns.data.talking_head_metadata import talking_head_metadata
+from aenerf_ns.models.talking_head_model import TalkingHeadModel, TalkingHeadModelConfig, repeat_per_sample
 from aenerf_ns.ssp_nerf.torso_deformation import TorsoDeformation
 
 
@@ -55,15 +56,13 @@ class SSPNeRFModel(TalkingHeadModel):
     """See the module docstring."""
 
     config: SSPNeRFModelConfig
+    per_sample_outputs = ("torso_offsets",)
 
     def populate_modules(self) -> None:
         super().populate_modules()
         cfg = self.config
-        metadata = self.kwargs.get("metadata") or {}
         self.field = self.make_field(self.audio_dim)
-        mean_pose = metadata.get("camera_pose_mean")
-        if mean_pose is None:
-            mean_pose = torch.eye(4)[:3].reshape(12)
+        mean_pose = talking_head_metadata(self.kwargs.get("metadata")).camera_pose_mean
         self.register_buffer("mean_pose", mean_pose.float().reshape(12).clone())
         self.torso = None
         if cfg.use_torso_deformation:
@@ -110,40 +109,33 @@ class SSPNeRFModel(TalkingHeadModel):
             latents = self.torso.frame_latents(frames, n)
         return pose, latents
 
-    def _render(self, ray_samples: RaySamples, codes, pose, latents) -> dict[str, Tensor]:
+    def _render(
+        self,
+        ray_samples: RaySamples,
+        codes: Float[Tensor, "R code"] | None,
+        pose: Float[Tensor, "R 12"],
+        latents: Float[Tensor, "R latent"] | None,
+    ) -> dict[str, Tensor]:
+        """One pass: torso deformation, the field, then volume rendering."""
         positions = ray_samples.frustums.get_positions()
-        num_rays, num_samples = positions.shape[:2]
+        num_samples = positions.shape[1]
         pos = positions.reshape(-1, 3)
         dirs = ray_samples.frustums.directions.reshape(-1, 3)
-
-        def per_sample(x: Tensor | None) -> Tensor | None:
-            return None if x is None else x[:, None].expand(-1, num_samples, -1).reshape(num_rays * num_samples, -1)
-
         offsets = None
         if self.torso is not None:
-            offsets = self.torso(pos, per_sample(pose), per_sample(latents))
+            offsets = self.torso(pos, repeat_per_sample(pose, num_samples), repeat_per_sample(latents, num_samples))
             pos = pos + offsets
-        out = self.field(pos, dirs, per_sample(codes), None)
-        density = out["density"].reshape(num_rays, num_samples, 1)
-        rgb = out["rgb"].reshape(num_rays, num_samples, 3)
-        probs = torch.softmax(out["semantics"], -1).reshape(num_rays, num_samples, -1)
-        weights = ray_samples.get_weights(density)
-        accumulation = self.renderer_accumulation(weights)
-        result = {
-            "rgb": torch.sum(weights * rgb, dim=-2),
-            "accumulation": accumulation,
-            "depth": self.renderer_depth(weights=weights, ray_samples=ray_samples),
-            "parsing_probs": torch.cat([(1.0 - accumulation).clamp_min(0.0), torch.sum(weights * probs, -2)], -1),
-            "weights": weights,
-        }
+        out = self.field(pos, dirs, repeat_per_sample(codes, num_samples), None)
+        per_ray = (*positions.shape[:2], -1)
+        probs = torch.softmax(out["semantics"], -1)
+        result = self.render_samples(
+            ray_samples, out["density"].reshape(per_ray), out["rgb"].reshape(per_ray), probs.reshape(per_ray)
+        )
         if offsets is not None:
             result["torso_offsets"] = offsets
         return result
 
-    def get_outputs(self, ray_bundle: RayBundle) -> dict[str, Tensor]:
-        shape = ray_bundle.shape
-        if len(shape) != 1:
-            ray_bundle = ray_bundle.flatten()
+    def render_rays(self, ray_bundle: RayBundle) -> dict[str, Tensor]:
         codes = self.audio_codes(ray_bundle)
         pose, latents = self._ray_conditions(ray_bundle)
         coarse, fine, outputs = self.render_two_pass(
@@ -151,8 +143,6 @@ class SSPNeRFModel(TalkingHeadModel):
         )
         if self.training and "torso_offsets" in fine:
             outputs["torso_offsets"] = torch.cat([coarse["torso_offsets"], fine["torso_offsets"]])
-        if len(shape) != 1:
-            outputs = {k: v.reshape(*shape, *v.shape[1:]) for k, v in outputs.items() if k != "torso_offsets"}
         return outputs
 
     @torch.no_grad()

@@ -39,3 +39,11 @@ def atomic_save_png(path: Path, image: np.ndarray, compress_level: int = 6) -> N
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="PNG", compress_level=compress_level)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def atomic_save_figure(path: Path, figure, dpi: float = 100) -> None:
+    """Save a matplotlib figure atomically, in the format its suffix names (`.png`, `.pdf`, ...)."""
+    path = Path(path)
+    buf = io.BytesIO()
+    figure.savefig(buf, format=path.suffix.lstrip(".").lower() or "png", dpi=dpi)
+    atomic_write_bytes(path, buf.getvalue())

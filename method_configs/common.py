@@ -1,0 +1,80 @@
+"""Trainer presets shared by the talking-head methods (`aenerf`, `ssp-nerf` and their CPU presets).
+
+Imported from nerfstudio's method discovery like the method modules themselves: only nerfstudio's config,
+engine and pipeline-config modules are used here, never its scripts (that would close an import cycle).
+"""
+
+from __future__ import annotations
+
+import torch
+from nerfstudio.configs.base_config import MachineConfig, ViewerConfig
+from nerfstudio.engine.optimizers import AdamOptimizerConfig
+from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
+from nerfstudio.engine.trainer import TrainerConfig
+from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
+
+DEVICE_TYPE = "cuda" if torch.cuda.is_available() else "cpu"
+"""Where training runs by default: the GPU when there is one."""
+VIEWER_HOST = "127.0.0.1"
+"""The viewer serves this machine only; `--viewer.websocket-host 0.0.0.0` opts in to all interfaces."""
+
+
+def optimizers(max_steps: int, lr: float = 5e-4) -> dict:
+    """Adam at 5e-4 with exponential decay to a tenth, as in the paper."""
+    return {
+        "fields": {
+            "optimizer": AdamOptimizerConfig(lr=lr, eps=1e-15),
+            "scheduler": ExponentialDecaySchedulerConfig(lr_final=lr / 10, max_steps=max_steps, ramp="linear"),
+        }
+    }
+
+
+def talking_head_trainer(method_name: str, datamanager, model) -> TrainerConfig:
+    """The full-size (GPU) training settings shared by the talking-head methods."""
+    max_steps = 40000
+    return TrainerConfig(
+        method_name=method_name,
+        steps_per_eval_batch=500,
+        steps_per_eval_image=1000,
+        steps_per_save=2000,
+        max_num_iterations=max_steps,
+        mixed_precision=False,
+        machine=MachineConfig(device_type=DEVICE_TYPE),
+        pipeline=VanillaPipelineConfig(datamanager=datamanager, model=model),
+        optimizers=optimizers(max_steps),
+        viewer=ViewerConfig(num_rays_per_chunk=4096, websocket_host=VIEWER_HOST),
+        vis="viewer",
+    )
+
+
+def tiny_trainer(config: TrainerConfig, method_name: str, model) -> TrainerConfig:
+    """`config` shrunk to a CPU preset: 1500 steps, 512 rays, frequent evaluation, tensorboard, `model`."""
+    max_steps = 1500
+    config.method_name = method_name
+    config.max_num_iterations = max_steps
+    config.steps_per_eval_batch = 100
+    config.steps_per_eval_image = 500
+    config.steps_per_eval_all_images = 100000
+    config.steps_per_save = 500
+    config.vis = "tensorboard"
+    config.pipeline.datamanager.train_num_rays_per_batch = 512
+    config.pipeline.datamanager.eval_num_rays_per_batch = 512
+    config.pipeline.model = model
+    config.optimizers = optimizers(max_steps, lr=1e-3)
+    return config
+
+
+TINY_FIELDS = dict(
+    num_coarse_samples=16,
+    num_importance_samples=16,
+    hidden_dim=64,
+    num_layers=3,
+    num_frequencies=6,
+    hash_levels=8,
+    hash_log2_size=14,
+    hash_max_resolution=256,
+    audio_code_dim=16,
+    audio_smoothing_radius=2,
+    eval_num_rays_per_chunk=2048,
+)
+"""Field, sampling and audio sizes of the CPU presets."""
