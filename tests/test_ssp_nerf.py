@@ -201,3 +201,10 @@ def test_unbiased_weights_restore_pixel_area():
     weighted = torch.zeros(len(LABEL_NAMES)).index_add_(0, classes, weights) / weights.sum()
     assert torch.allclose(weighted, area, atol=0.01)
     assert set(collated["indices"][:, 0].tolist()) == {7, 9}
+
+
+def test_batch_without_label_map_raises_a_clear_key_error():
+    sampler = SemanticPixelSamplerConfig(num_rays_per_batch=64).setup()
+    batch = {"image": torch.rand(1, 8, 8, 3), "image_idx": torch.tensor([0])}
+    with pytest.raises(KeyError, match="semantic sampler needs a per-pixel 'parsing' map"):
+        sampler.sample(batch)

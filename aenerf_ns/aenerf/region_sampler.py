@@ -21,7 +21,7 @@ from nerfstudio.data.pixel_samplers import PixelSampler, PixelSamplerConfig
 from torch import Tensor
 
 from aenerf_ns.aenerf.ray_groups import AUDIO_ONLY, OTHER_ONLY, OVERLAP
-from aenerf_ns.data.pixel_gathering import gather_pixels
+from aenerf_ns.data.pixel_gathering import gather_pixels, per_pixel_map
 
 
 @dataclass
@@ -94,13 +94,8 @@ class RegionPixelSampler(PixelSampler):
         return idx, groups
 
     def collate_image_dataset_batch(self, batch: dict, num_rays_per_batch: int, keep_full_image: bool = False):
-        key = self.config.region_key
-        if key not in batch:
-            raise KeyError(
-                f"the region sampler needs a per-pixel '{key}' map in each batch; use the talking-head dataset "
-                "(TalkingHeadDataset) or a dataset that provides it"
-            )
-        indices, groups = self.sample_regions(batch[key][..., 0], num_rays_per_batch)
+        region = per_pixel_map(batch, self.config.region_key, "region")
+        indices, groups = self.sample_regions(region, num_rays_per_batch)
         collated = gather_pixels(batch, indices, keep_full_image)
         collated["ray_group"] = groups
         return collated

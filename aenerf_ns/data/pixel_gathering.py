@@ -10,6 +10,16 @@ from jaxtyping import Int
 from torch import Tensor
 
 
+def per_pixel_map(batch: dict, key: str, sampler: str) -> Tensor:
+    """The batch's (N, H, W) map under `key`, which a sampler named `sampler` draws its pixels by."""
+    if key not in batch:
+        raise KeyError(
+            f"the {sampler} sampler needs a per-pixel '{key}' map in each batch; use the talking-head dataset "
+            "(TalkingHeadDataset) or a dataset that provides it"
+        )
+    return batch[key][..., 0]
+
+
 def gather_pixels(batch: dict, indices: Int[Tensor, "R 3"], keep_full_image: bool = False) -> dict:
     """The batch's per-pixel entries at (image, y, x) `indices`, as nerfstudio's samplers return them:
     `indices` holds the dataset image index in its first column."""

@@ -21,7 +21,7 @@ from nerfstudio.data.pixel_samplers import PixelSampler, PixelSamplerConfig
 from torch import Tensor
 
 from aenerf_ns.data.parsing_labels import LABEL_NAMES
-from aenerf_ns.data.pixel_gathering import gather_pixels
+from aenerf_ns.data.pixel_gathering import gather_pixels, per_pixel_map
 
 
 @dataclass
@@ -138,13 +138,8 @@ class SemanticPixelSampler(PixelSampler):
         return idx, labels.reshape(-1)[flat].long()
 
     def collate_image_dataset_batch(self, batch: dict, num_rays_per_batch: int, keep_full_image: bool = False):
-        key = self.config.label_key
-        if key not in batch:
-            raise KeyError(
-                f"the semantic sampler needs a per-pixel '{key}' label map in each batch; use the talking-head "
-                "dataset (TalkingHeadDataset) or a dataset that provides it"
-            )
-        indices, classes = self.sample_classes(batch[key][..., 0], num_rays_per_batch)
+        labels = per_pixel_map(batch, self.config.label_key, "semantic")
+        indices, classes = self.sample_classes(labels, num_rays_per_batch)
         collated = gather_pixels(batch, indices, keep_full_image)
         if self.config.semantic_aware and self.config.unbiased:
             area = self._area
