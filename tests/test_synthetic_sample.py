@@ -1,6 +1,8 @@
 import json
+from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from aenerf_ns.data import parsing_labels as L
@@ -95,3 +97,32 @@ def test_audio_predicts_mouth_opening(tmp_path):
     y_shuffled = rng.permutation(y[:half])
     w0 = np.linalg.solve(x[:half].T @ x[:half] + 1.0 * np.eye(x.shape[1]), x[:half].T @ y_shuffled)
     assert abs(np.corrcoef(x[half:] @ w0, y[half:])[0, 1]) < 0.4
+
+
+@pytest.mark.slow
+def test_main_job_runs_end_to_end_with_stage_lines_and_a_video(tmp_path):
+    """README command 1 (`aenerf-sample`) at tiny size: metrics, pictures, an mp4 with sound, a quiet terminal."""
+    import subprocess
+    import sys
+
+    from aenerf_ns.inference.video_io import probe_media
+
+    out = tmp_path / "sample"
+    cmd = [str(Path(sys.executable).parent / "aenerf-sample"), "--output", str(out), "--iterations", "3"]
+    cmd += ["--seconds", "2", "--resolution", "32", "--eval-frames", "4", "--speech-seconds", "1"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+    metrics = json.loads((out / "eval" / "metrics.json").read_text())
+    assert metrics["num_frames"] == 4 and 5.0 < metrics["psnr"] < 60.0
+    for picture in ("heldout_strip.png", "mouth_opening.png"):
+        assert (out / "eval" / picture).stat().st_size > 1000
+    info = probe_media(out / "talking_head.mp4")
+    assert (info.video_codec, info.audio_codec) == ("h264", "aac")
+    assert info.num_frames == 25 and (info.width, info.height) == (16, 16)
+
+    terminal = run.stdout + run.stderr
+    stages = [line.split("]")[0] + "]" for line in terminal.splitlines() if line.startswith("[") and "/4]" in line]
+    assert stages == ["[1/4]", "[2/4]", "[3/4]", "[4/4]"], terminal[-3000:]
+    assert "Warning" not in terminal, "library warnings belong in the log file"
+    assert "TrainerConfig(" not in terminal, "nerfstudio's config dump is not printed"
