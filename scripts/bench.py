@@ -239,7 +239,7 @@ def scaling_table(results: dict[str, dict], memory_label: str):
 
 def plot_curves(path: Path, results: dict[str, dict], roles: dict[str, str]) -> None:
     """Held-out PSNR against training seconds, one line per method, as a PNG (each method keeps its colour
-    from run to run: the n-th method of `roles` is matplotlib's colour Cn)."""
+    from run to run: the n-th method of `roles` is matplotlib's colour Cn, from the eleventh on Dark2's)."""
     import io
 
     import matplotlib
@@ -250,7 +250,7 @@ def plot_curves(path: Path, results: dict[str, dict], roles: dict[str, str]) -> 
     from aenerf_ns.utils.atomic_io import atomic_write_bytes
 
     styles = {"peer": ":", "ours": "-", "ablation": "--"}
-    colours = {name: f"C{k % 10}" for k, name in enumerate(roles)}
+    colours = {name: f"C{k}" if k < 10 else plt.get_cmap("Dark2")((k - 10) % 8) for k, name in enumerate(roles)}
     fig, ax = plt.subplots(figsize=(8, 4.8))
     for name, r in results.items():
         if "error" in r:

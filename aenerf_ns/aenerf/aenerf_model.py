@@ -334,19 +334,16 @@ class AENeRFModel(TalkingHeadModel):
     def render_rays(self, ray_bundle: RayBundle) -> dict[str, Tensor]:
         identities, groups = self._ray_identities_and_groups(ray_bundle)
         codes = self.audio_codes(ray_bundle)
-        ref_codes = self.reference_audio_codes() if self.config.use_references else None  # once for both passes
-        coarse, fine, outputs = self.render_two_pass(
+        ref_codes = self.reference_audio_codes() if self.config.use_references else None  # once for every pass
+        passes, outputs = self.render_passes(
             ray_bundle, lambda samples: self._render(samples, codes, ref_codes, identities, groups)
         )
-        outputs.update(
-            mask_aa=fine["mask_aa"],
-            mask_ai=fine["mask_ai"],
-            mask_aa_coarse=coarse["mask_aa"],
-            mask_ai_coarse=coarse["mask_ai"],
-            ray_group=groups[:, None],
-        )
+        for suffix, rendered in passes.items():
+            outputs["mask_aa" + suffix] = rendered["mask_aa"]
+            outputs["mask_ai" + suffix] = rendered["mask_ai"]
+        outputs["ray_group"] = groups[:, None]
         if self.training:
-            outputs["offsets"] = torch.cat([coarse["offsets"], fine["offsets"]])
+            outputs["offsets"] = torch.cat([rendered["offsets"] for rendered in passes.values()])
         return outputs
 
     # ------------------------------------------------------------------ losses and metrics
@@ -370,13 +367,14 @@ class AENeRFModel(TalkingHeadModel):
                 uses_aa = (groups != OTHER_ONLY).float()[:, None]
                 uses_ai = (groups != AUDIO_ONLY).float()[:, None] if self.field_ai is not None else None
                 mask = 0.0
-                for suffix in ("_coarse", ""):
+                for suffix in self.pass_suffixes(outputs):
                     mask = mask + _masked_mse(outputs["mask_aa" + suffix].reshape(-1, 1), in_region, uses_aa)
                     if uses_ai is not None:
                         mask = mask + _masked_mse(outputs["mask_ai" + suffix].reshape(-1, 1), other, uses_ai)
                 loss["mask_loss"] = self.config.mask_loss_mult * mask
         if self.config.offset_loss_mult > 0 and "offsets" in outputs and outputs["offsets"].numel():
             loss["offset_loss"] = self.config.offset_loss_mult * offset_length_loss(outputs["offsets"])
+        loss.update(self.proposal_losses(outputs))
         return loss
 
     def get_image_metrics_and_images(

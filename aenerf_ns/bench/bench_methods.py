@@ -1,9 +1,10 @@
 """The methods `aenerf-bench` compares, each a nerfstudio TrainerConfig built for one dataset.
 
 Peers are nerfstudio's own methods (audio-blind); ours are AE-NeRF with both field options, its ablations
-(each switches off one of the paper's components, or the audio itself) and SSP-NeRF. `small` selects the
-CPU presets (the `-tiny` methods and shrunken peers), otherwise the full-size GPU configurations. Our
-methods' configs are copies of those registered with nerfstudio (this package's entry points), like the peers'.
+(each switches off one of the paper's components, or the audio itself), SSP-NeRF, and AE-NeRF with proposal
+sampling (its fields evaluated once per ray). `small` selects the CPU presets (the `-tiny` methods and shrunken
+peers), otherwise the full-size GPU configurations. Our methods' configs are copies of those registered with
+nerfstudio (this package's entry points), like the peers'.
 """
 
 from __future__ import annotations
@@ -134,8 +135,15 @@ METHODS: tuple[BenchMethod, ...] = (
         _ours("aenerf", {"use_audio": False, "use_aaa": False}),
     ),
     BenchMethod("ssp-nerf", "ours", "SSP-NeRF: one field with parsing, semantic rays, torso", True, _ours("ssp-nerf")),
+    BenchMethod(
+        "aenerf-proposal",
+        "ours",
+        "AE-NeRF, fields evaluated once per ray at samples placed by proposal density fields",
+        True,
+        _ours("aenerf", {"ray_sampling": "proposal"}),
+    ),
 )
-"""Every method, in table order."""
+"""Every method, in table order (a new method goes last: plots colour the n-th method with matplotlib's Cn)."""
 
 BY_NAME: dict[str, BenchMethod] = {m.name: m for m in METHODS}
 """Methods by name."""

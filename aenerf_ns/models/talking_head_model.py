@@ -3,8 +3,9 @@
 AE-NeRF and SSP-NeRF differ in their fields and ray sampling; they share
 - the audio path: the clip's feature table (swapped for a new track by `set_audio_track` when rendering),
   the audio encoder and the smoothing of codes over neighbouring frames, and the viewer's audio controls;
-- the coarse-to-fine sampling and the volume rendering of a pass's samples into colour, opacity, depth and
-  parsing probabilities (`render_samples`), on flat ray batches (`render_rays`; `get_outputs` flattens);
+- the ray sampling, coarse-to-fine through the fields (two passes) or proposal fields then one pass through
+  the fields (`proposal_sampling`), and the volume rendering of a pass's samples into colour, opacity, depth
+  and parsing probabilities (`render_samples`), on flat ray batches (`render_rays`; `get_outputs` flattens);
 - compositing over the identity's static background plate;
 - the parsing cross-entropy (background is what the ray does not hit);
 - `get_outputs_for_camera` (composited `rgb`, `rgb_foreground`, coloured `parsing`) and the evaluation
@@ -23,6 +24,7 @@ from jaxtyping import Float
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.cameras.rays import RayBundle, RaySamples
 from nerfstudio.data.scene_box import OrientedBox
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes
 from nerfstudio.model_components import renderers
 from nerfstudio.model_components.ray_samplers import PDFSampler, UniformSampler
 from nerfstudio.model_components.renderers import AccumulationRenderer, DepthRenderer, RGBRenderer, SemanticRenderer
@@ -36,6 +38,7 @@ from aenerf_ns.audio.audio_smoothing import AudioSmoother, clip_bounds, neighbou
 from aenerf_ns.data.parsing_labels import AUDIO_REGION_LABELS, LABEL_COLORS, LABEL_NAMES, MOUTH_INTERIOR, TORSO
 from aenerf_ns.data.talking_head_metadata import talking_head_metadata
 from aenerf_ns.models.audio_field import AudioConditionedField
+from aenerf_ns.models.proposal_sampling import ProposalSamplingConfig
 from aenerf_ns.models.viewer_audio import ViewerAudio
 from aenerf_ns.utils.image_metrics import masked_psnr, psnr, ssim
 
@@ -67,10 +70,15 @@ class TalkingHeadModelConfig(ModelConfig):
     """Distance from the camera where rays start (head coordinates: the camera is about 6 units away)."""
     far_plane: float = 8.5
     """Distance from the camera where rays end."""
+    ray_sampling: Literal["two-pass", "proposal"] = "two-pass"
+    """Where the fields are evaluated: a coarse and a fine pass through them, or once, at samples placed by
+    small audio-free proposal density fields (`proposal` settings)."""
     num_coarse_samples: int = 64
-    """Stratified samples per ray (coarse pass)."""
+    """Stratified samples per ray (coarse pass; two-pass sampling only)."""
     num_importance_samples: int = 64
-    """Samples per ray drawn where the coarse pass found density (fine pass)."""
+    """Samples per ray drawn where the coarse pass found density (fine pass; two-pass sampling only)."""
+    proposal: ProposalSamplingConfig = field(default_factory=ProposalSamplingConfig)
+    """Proposal fields and sample counts (proposal sampling only)."""
     position_encoding: Literal["positional", "hashgrid"] = "positional"
     """Field position encoding: the paper's frequency encoding + deep MLP, or a hash grid + shallow MLP."""
     hidden_dim: int = 256
@@ -138,6 +146,11 @@ class TalkingHeadModel(Model):
         self.register_buffer("other_ids", torch.tensor(other))
         self.sampler_uniform = UniformSampler(num_samples=cfg.num_coarse_samples)
         self.sampler_pdf = PDFSampler(num_samples=cfg.num_importance_samples)
+        self.proposal_sampling = None
+        if cfg.ray_sampling == "proposal":
+            self.proposal_sampling = cfg.proposal.setup(aabb=self.scene_box.aabb)
+        elif cfg.ray_sampling != "two-pass":
+            raise ValueError(f"unknown ray_sampling {cfg.ray_sampling!r}: use 'two-pass' or 'proposal'")
         self.renderer_rgb = RGBRenderer(background_color="black")  # the foreground only: plates come later
         self.renderer_accumulation = AccumulationRenderer()
         self.renderer_depth = DepthRenderer(method="expected")
@@ -164,6 +177,13 @@ class TalkingHeadModel(Model):
 
     def get_param_groups(self) -> dict[str, list[nn.Parameter]]:
         return {"fields": [p for p in self.parameters() if p.requires_grad]}
+
+    def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> list:
+        """The proposal sampler's annealing and step counter (none with two-pass sampling)."""
+        callbacks: list[TrainingCallback] = []
+        if self.proposal_sampling is not None:
+            callbacks += self.proposal_sampling.training_callbacks()
+        return callbacks
 
     # ------------------------------------------------------------------ audio
     def set_audio_track(self, features: Float[Tensor, "T window dim"]) -> None:
@@ -207,6 +227,8 @@ class TalkingHeadModel(Model):
     # ------------------------------------------------------------------ rendering
     per_sample_outputs: tuple[str, ...] = ()
     """Outputs with a row per sample rather than per ray (for training losses): never reshaped to an image."""
+    proposal_outputs: tuple[str, ...] = ("weights_list", "ray_samples_list")
+    """Training outputs of proposal sampling (per-level weights and samples, for its losses): not per ray."""
 
     def render_rays(self, ray_bundle: RayBundle) -> dict[str, Tensor]:
         """The model's outputs for a flat (R,) ray bundle; `get_outputs` brings any other shape to this."""
@@ -217,7 +239,8 @@ class TalkingHeadModel(Model):
         if len(shape) == 1:
             return self.render_rays(ray_bundle)
         outputs = self.render_rays(ray_bundle.flatten())
-        return {k: v.reshape(*shape, *v.shape[1:]) for k, v in outputs.items() if k not in self.per_sample_outputs}
+        skipped = self.per_sample_outputs + self.proposal_outputs
+        return {k: v.reshape(*shape, *v.shape[1:]) for k, v in outputs.items() if k not in skipped}
 
     def render_samples(
         self,
@@ -239,24 +262,51 @@ class TalkingHeadModel(Model):
             "weights": weights,
         }
 
-    def render_two_pass(self, ray_bundle: RayBundle, render) -> tuple[dict[str, Tensor], dict[str, Tensor], dict]:
-        """Coarse pass on stratified samples, fine pass where it found density; `render(samples)` shades
-        one pass. Returns both passes and the outputs every talking-head model has."""
-        samples_coarse = self.sampler_uniform(ray_bundle)
-        coarse = render(samples_coarse)
-        fine = render(self.sampler_pdf(ray_bundle, samples_coarse, coarse["weights"]))
-        probs = fine["parsing_probs"]
+    def render_passes(self, ray_bundle: RayBundle, render) -> tuple[dict[str, dict[str, Tensor]], dict]:
+        """The passes through the fields the `ray_sampling` setting asks for; `render(samples)` shades one pass.
+
+        Returns the passes by output suffix ("_coarse" then "" with two-pass sampling, "" alone with proposal
+        sampling), and the outputs every talking-head model has: the final pass's, the coarse pass's under
+        "_coarse" names, and in training the proposal levels' weights and samples.
+        """
+        if self.proposal_sampling is None:
+            samples_coarse = self.sampler_uniform(ray_bundle)
+            coarse = render(samples_coarse)
+            passes = {"_coarse": coarse, "": render(self.sampler_pdf(ray_bundle, samples_coarse, coarse["weights"]))}
+        else:
+            samples, weights_list, ray_samples_list = self.proposal_sampling(ray_bundle)
+            passes = {"": render(samples)}
+        final = passes[""]
+        probs = final["parsing_probs"]
         outputs = {
-            "rgb": fine["rgb"],
-            "accumulation": fine["accumulation"],
-            "depth": fine["depth"],
+            "rgb": final["rgb"],
+            "accumulation": final["accumulation"],
+            "depth": final["depth"],
             "parsing_probs": probs,
             "audio_region": probs[..., self.region_ids].sum(-1, keepdim=True),
-            "rgb_coarse": coarse["rgb"],
-            "accumulation_coarse": coarse["accumulation"],
-            "parsing_probs_coarse": coarse["parsing_probs"],
         }
-        return coarse, fine, outputs
+        if "_coarse" in passes:
+            coarse = passes["_coarse"]
+            outputs.update(
+                rgb_coarse=coarse["rgb"],
+                accumulation_coarse=coarse["accumulation"],
+                parsing_probs_coarse=coarse["parsing_probs"],
+            )
+        elif self.training:
+            outputs["weights_list"] = weights_list + [final["weights"]]
+            outputs["ray_samples_list"] = ray_samples_list + [samples]
+        return passes, outputs
+
+    @staticmethod
+    def pass_suffixes(outputs: dict[str, Tensor]) -> tuple[str, ...]:
+        """Output-name suffixes of the passes in `outputs`: ("_coarse", "") for two passes, ("",) for one."""
+        return ("_coarse", "") if "rgb_coarse" in outputs else ("",)
+
+    def proposal_losses(self, outputs: dict) -> dict[str, Tensor]:
+        """The proposal fields' losses in training with proposal sampling; nothing otherwise."""
+        if self.proposal_sampling is None or "weights_list" not in outputs:
+            return {}
+        return self.proposal_sampling.losses(outputs["weights_list"], outputs["ray_samples_list"])
 
     # ------------------------------------------------------------------ losses and metrics
     def _composite(self, rgb: Tensor, accumulation: Tensor, background: Tensor) -> Tensor:
@@ -274,12 +324,14 @@ class TalkingHeadModel(Model):
         return self._composite(outputs["rgb" + suffix], outputs["accumulation" + suffix], background)
 
     def photometric_losses(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """MSE of both passes against the batch. A sampler that draws rays unevenly may attach `ray_weight`
-        per ray; the loss is then the weighted mean, i.e. still the full-image mean in expectation."""
+        """MSE of each pass against the batch (`rgb_loss_coarse`, and `rgb_loss_fine` for the final pass).
+        A sampler that draws rays unevenly may attach `ray_weight` per ray; the loss is then the weighted
+        mean, i.e. still the full-image mean in expectation."""
         gt = batch["image"].to(self.device)[..., :3]
         weight = batch.get("ray_weight")
         loss = {}
-        for name, suffix in (("rgb_loss_coarse", "_coarse"), ("rgb_loss_fine", "")):
+        for suffix in self.pass_suffixes(outputs):
+            name = "rgb_loss" + (suffix or "_fine")
             pred = self.composited(outputs, batch, suffix)
             if weight is None:
                 loss[name] = F.mse_loss(pred, gt)
@@ -293,10 +345,10 @@ class TalkingHeadModel(Model):
         return {"psnr": psnr(self.composited(outputs, batch), gt)}
 
     def _parsing_loss(self, outputs: dict[str, Tensor], labels: Tensor) -> Tensor:
-        """Cross-entropy of both passes' rendered parsing probabilities against the label of each ray."""
+        """Cross-entropy of each pass's rendered parsing probabilities against the label of each ray."""
         nll = 0.0
-        for key in ("parsing_probs_coarse", "parsing_probs"):
-            probs = outputs[key].reshape(-1, self.num_classes)
+        for suffix in self.pass_suffixes(outputs):
+            probs = outputs["parsing_probs" + suffix].reshape(-1, self.num_classes)
             nll = nll + F.nll_loss(torch.log(probs.clamp_min(1e-6)), labels)
         return self.config.parsing_loss_mult * nll
 

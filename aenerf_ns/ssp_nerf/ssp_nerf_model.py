@@ -93,7 +93,8 @@ class SSPNeRFModel(TalkingHeadModel):
                 self.viewer_allocation.value = text
             self._class_stats = None
 
-        return [TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], feed_sampler)]
+        sampling = super().get_training_callbacks(training_callback_attributes)
+        return sampling + [TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], feed_sampler)]
 
     # ------------------------------------------------------------------ rendering
     def _ray_conditions(self, ray_bundle: RayBundle) -> tuple[Float[Tensor, "R 12"], Float[Tensor, "R L"] | None]:
@@ -138,11 +139,9 @@ class SSPNeRFModel(TalkingHeadModel):
     def render_rays(self, ray_bundle: RayBundle) -> dict[str, Tensor]:
         codes = self.audio_codes(ray_bundle)
         pose, latents = self._ray_conditions(ray_bundle)
-        coarse, fine, outputs = self.render_two_pass(
-            ray_bundle, lambda samples: self._render(samples, codes, pose, latents)
-        )
-        if self.training and "torso_offsets" in fine:
-            outputs["torso_offsets"] = torch.cat([coarse["torso_offsets"], fine["torso_offsets"]])
+        passes, outputs = self.render_passes(ray_bundle, lambda samples: self._render(samples, codes, pose, latents))
+        if self.training and self.torso is not None:
+            outputs["torso_offsets"] = torch.cat([rendered["torso_offsets"] for rendered in passes.values()])
         return outputs
 
     @torch.no_grad()
@@ -185,4 +184,5 @@ class SSPNeRFModel(TalkingHeadModel):
             loss["torso_offset_loss"] = (
                 self.config.torso_offset_loss_mult * (outputs["torso_offsets"] ** 2).sum(-1).mean()
             )
+        loss.update(self.proposal_losses(outputs))
         return loss
