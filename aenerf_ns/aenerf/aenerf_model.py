@@ -354,27 +354,23 @@ class AENeRFModel(TalkingHeadModel):
             metrics[f"rays_{name}_fraction"] = (groups == group).float().mean()
         return metrics
 
-    def get_loss_dict(self, outputs, batch, metrics_dict=None) -> dict[str, Tensor]:
-        loss = self.photometric_losses(outputs, batch)
-        if "parsing" in batch:
-            labels = batch["parsing"].to(self.device).long().reshape(-1)
-            if self.config.parsing_loss_mult > 0:
-                loss["parsing_loss"] = self._parsing_loss(outputs, labels)
-            if self.config.mask_loss_mult > 0:
-                in_region = torch.isin(labels, self.region_ids).float()[:, None]
-                other = ((labels > 0).float()[:, None]) * (1.0 - in_region)
-                groups = outputs["ray_group"].reshape(-1)
-                uses_aa = (groups != OTHER_ONLY).float()[:, None]
-                uses_ai = (groups != AUDIO_ONLY).float()[:, None] if self.field_ai is not None else None
-                mask = 0.0
-                for suffix in self.pass_suffixes(outputs):
-                    mask = mask + _masked_mse(outputs["mask_aa" + suffix].reshape(-1, 1), in_region, uses_aa)
-                    if uses_ai is not None:
-                        mask = mask + _masked_mse(outputs["mask_ai" + suffix].reshape(-1, 1), other, uses_ai)
-                loss["mask_loss"] = self.config.mask_loss_mult * mask
+    def method_losses(self, outputs, batch, labels) -> dict[str, Tensor]:
+        """The region-mask loss (each field's mask against the rays' regions) and the warper's offset loss."""
+        loss = {}
+        if labels is not None and self.config.mask_loss_mult > 0:
+            in_region = torch.isin(labels, self.region_ids).float()[:, None]
+            other = ((labels > 0).float()[:, None]) * (1.0 - in_region)
+            groups = outputs["ray_group"].reshape(-1)
+            uses_aa = (groups != OTHER_ONLY).float()[:, None]
+            uses_ai = (groups != AUDIO_ONLY).float()[:, None] if self.field_ai is not None else None
+            mask = 0.0
+            for suffix in self.pass_suffixes(outputs):
+                mask = mask + _masked_mse(outputs["mask_aa" + suffix].reshape(-1, 1), in_region, uses_aa)
+                if uses_ai is not None:
+                    mask = mask + _masked_mse(outputs["mask_ai" + suffix].reshape(-1, 1), other, uses_ai)
+            loss["mask_loss"] = self.config.mask_loss_mult * mask
         if self.config.offset_loss_mult > 0 and "offsets" in outputs and outputs["offsets"].numel():
             loss["offset_loss"] = self.config.offset_loss_mult * offset_length_loss(outputs["offsets"])
-        loss.update(self.proposal_losses(outputs))
         return loss
 
     def get_image_metrics_and_images(

@@ -340,6 +340,23 @@ class TalkingHeadModel(Model):
                 loss[name] = ((pred - gt) ** 2 * w).sum() / (3 * w.sum())
         return loss
 
+    def get_loss_dict(self, outputs, batch, metrics_dict=None) -> dict[str, Tensor]:
+        """Every pass's photometric and parsing losses, then the method's own (`method_losses`), then the
+        proposal fields' (with proposal sampling)."""
+        loss = self.photometric_losses(outputs, batch)
+        labels = batch["parsing"].to(self.device).long().reshape(-1) if "parsing" in batch else None
+        if labels is not None and self.config.parsing_loss_mult > 0:
+            loss["parsing_loss"] = self._parsing_loss(outputs, labels)
+        loss.update(self.method_losses(outputs, batch, labels))
+        loss.update(self.proposal_losses(outputs))
+        return loss
+
+    def method_losses(
+        self, outputs: dict[str, Tensor], batch: dict[str, Tensor], labels: Tensor | None
+    ) -> dict[str, Tensor]:
+        """Losses of a method's own parts; `labels` are the rays' parsing labels (None without parsing maps)."""
+        return {}
+
     def get_metrics_dict(self, outputs, batch) -> dict[str, Tensor]:
         gt = batch["image"].to(self.device)[..., :3]
         return {"psnr": psnr(self.composited(outputs, batch), gt)}

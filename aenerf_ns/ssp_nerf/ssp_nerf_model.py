@@ -168,21 +168,17 @@ class SSPNeRFModel(TalkingHeadModel):
                 metrics[f"sampler_{name}_share"] = self.sampler_allocation[k].to(self.device)
         return metrics
 
-    def get_loss_dict(self, outputs, batch, metrics_dict=None) -> dict[str, Tensor]:
-        loss = self.photometric_losses(outputs, batch)
-        if "parsing" in batch:
-            labels = batch["parsing"].to(self.device).long().reshape(-1)
-            if self.config.parsing_loss_mult > 0:
-                loss["parsing_loss"] = self._parsing_loss(outputs, labels)
-            if self.training:  # what the semantic sampler learns from: this batch's error per class
-                gt = batch["image"].to(self.device)[..., :3]
-                per_ray = ((self.composited(outputs, batch).detach() - gt) ** 2).mean(-1).reshape(-1)
-                sums = torch.zeros(self.num_classes, device=per_ray.device).index_add_(0, labels, per_ray)
-                counts = torch.bincount(labels, minlength=self.num_classes).float()
-                self._class_stats = (sums, counts)
+    def method_losses(self, outputs, batch, labels) -> dict[str, Tensor]:
+        """The torso offset loss; in training, also records this batch's error per class for the sampler."""
+        if labels is not None and self.training:  # what the semantic sampler learns from
+            gt = batch["image"].to(self.device)[..., :3]
+            per_ray = ((self.composited(outputs, batch).detach() - gt) ** 2).mean(-1).reshape(-1)
+            sums = torch.zeros(self.num_classes, device=per_ray.device).index_add_(0, labels, per_ray)
+            counts = torch.bincount(labels, minlength=self.num_classes).float()
+            self._class_stats = (sums, counts)
+        loss = {}
         if self.torso is not None and "torso_offsets" in outputs and self.config.torso_offset_loss_mult > 0:
             loss["torso_offset_loss"] = (
                 self.config.torso_offset_loss_mult * (outputs["torso_offsets"] ** 2).sum(-1).mean()
             )
-        loss.update(self.proposal_losses(outputs))
         return loss
