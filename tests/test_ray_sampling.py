@@ -55,10 +55,10 @@ def _rays_per_field(model, outputs: dict) -> list[int]:
 
 
 def _count_points(fields: list[torch.nn.Module]) -> list[int]:
-    """Points passed to each field call, recorded by forward hooks."""
+    """Points passed to each field call (positions are (..., 3), flat or per ray), recorded by forward hooks."""
     counts: list[int] = []
     for fld in fields:
-        fld.register_forward_hook(lambda m, args, out: counts.append(args[0].shape[0]))
+        fld.register_forward_hook(lambda m, args, out: counts.append(args[0].shape[:-1].numel()))
     return counts
 
 

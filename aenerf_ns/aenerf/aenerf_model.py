@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -79,6 +80,10 @@ class AENeRFModelConfig(TalkingHeadModelConfig):
     """Correct reference projections with the audio-aware warper."""
     use_references: bool = True
     """Condition the fields on reference-frame features at all; False gives a plain audio NeRF."""
+    reference_points: Literal["per-sample", "surface"] = "per-sample"
+    """Where the reference scheme (projection, warper, aggregation) runs: at every sample, as in the paper, or
+    once per ray at the surface point the proposal fields predict, its f~ shared by the ray's samples (needs
+    `ray_sampling proposal`)."""
     mask_loss_mult: float = 1e-3
     """Weight of the region-mask loss (rendered mask vs the region's ground truth)."""
     offset_loss_mult: float = 5e-8
@@ -99,6 +104,13 @@ class AENeRFModel(TalkingHeadModel):
         cfg = self.config
         if not cfg.use_audio and cfg.use_aaa and cfg.use_references:
             raise ValueError("use_aaa needs audio: set use_aaa False for an audio-blind model")
+        if cfg.reference_points not in ("per-sample", "surface"):
+            raise ValueError(f"unknown reference_points {cfg.reference_points!r}: use 'per-sample' or 'surface'")
+        if cfg.reference_points == "surface" and cfg.ray_sampling != "proposal":
+            raise ValueError(
+                "reference_points 'surface' needs the proposal fields' surface estimate: set ray_sampling "
+                "'proposal', or reference_points 'per-sample'"
+            )
         self._register_references()
         self._feature_cache: dict[int, Tensor] = {}
         self._build_reference_path()
@@ -245,73 +257,95 @@ class AENeRFModel(TalkingHeadModel):
         self,
         fld: AudioConditionedField,
         rays: Bool[Tensor, " R"],
-        num_samples: int,
-        pos: Float[Tensor, "RS 3"],
-        dirs: Float[Tensor, "RS 3"],
-        codes: Float[Tensor, "RS code"] | None,
-        cond: Float[Tensor, "RS cond"] | None,
+        positions: Float[Tensor, "R S 3"],
+        directions: Float[Tensor, "R 3"],
+        codes: Float[Tensor, "R code"] | None,
+        cond: Float[Tensor, "R S cond"] | Float[Tensor, "R cond"] | None,
     ) -> dict[str, Tensor]:
         """A field's density, colour and parsing probabilities on the samples of the selected rays, as
         (R, S, C); zeros on the samples of the other rays."""
-        sel = repeat_per_sample(rays, num_samples)
+        every = bool(rays.all())
+        pick = (lambda t: t) if every else (lambda t: t[rays])
         out = fld(
-            pos[sel],
-            dirs[sel],
-            codes[sel] if codes is not None and fld.audio_code_dim else None,
-            cond[sel] if cond is not None else None,
+            pick(positions),
+            pick(directions),
+            pick(codes) if codes is not None and fld.audio_code_dim else None,
+            pick(cond) if cond is not None else None,
         )
         values = {"density": out["density"], "rgb": out["rgb"], "probs": torch.softmax(out["semantics"], -1)}
-        num_rays = rays.shape[0]
+        if every:
+            return values
         full = {}
         for key, value in values.items():
-            buf = value.new_zeros(num_rays * num_samples, value.shape[-1])
-            buf[sel] = value
-            full[key] = buf.reshape(num_rays, num_samples, -1)
+            full[key] = value.new_zeros(*positions.shape[:2], value.shape[-1])
+            full[key][rays] = value
         return full
 
     def _shade(
         self,
-        pos: Float[Tensor, "RS 3"],
-        dirs: Float[Tensor, "RS 3"],
-        codes: Float[Tensor, "RS code"] | None,
-        cond: Float[Tensor, "RS cond"] | None,
-        cond_ai: Float[Tensor, "RS cond"] | None,
+        positions: Float[Tensor, "R S 3"],
+        directions: Float[Tensor, "R 3"],
+        codes: Float[Tensor, "R code"] | None,
+        cond: Tensor | None,
+        cond_ai: Tensor | None,
         groups: Int[Tensor, " R"],
-        num_samples: int,
     ) -> dict[str, Tensor]:
         """Per-sample density, colour, parsing probabilities and region masks: the audio field alone, or each
-        ray's group of fields, blended by their masks on overlap rays."""
+        ray's group of fields, blended by their masks on overlap rays. Conditions are per sample (R, S, C) or
+        per ray (R, C)."""
         if self.field_ai is None:
             every = torch.ones_like(groups, dtype=torch.bool)
-            single = self._run_field(self.field_aa, every, num_samples, pos, dirs, codes, cond)
+            single = self._run_field(self.field_aa, every, positions, directions, codes, cond)
             mask_aa = single["probs"][..., self.region_ids - 1].sum(-1, keepdim=True)
             return dict(single, mask_aa=mask_aa, mask_ai=1.0 - mask_aa)
-        aa = self._run_field(self.field_aa, groups != OTHER_ONLY, num_samples, pos, dirs, codes, cond)
-        ai = self._run_field(self.field_ai, groups != AUDIO_ONLY, num_samples, pos, dirs, codes, cond_ai)
+        aa = self._run_field(self.field_aa, groups != OTHER_ONLY, positions, directions, codes, cond)
+        ai = self._run_field(self.field_ai, groups != AUDIO_ONLY, positions, directions, codes, cond_ai)
         mask_aa = aa["probs"][..., self.region_ids - 1].sum(-1, keepdim=True)
         mask_ai = ai["probs"][..., self.other_ids - 1].sum(-1, keepdim=True)
         return blend_dual_samples(aa, ai, mask_aa, mask_ai, groups)
 
+    def _conditions(
+        self,
+        ray_samples: RaySamples,
+        surface: Float[Tensor, "R 1"] | None,
+        codes: Float[Tensor, "R code"] | None,
+        ref_codes: Float[Tensor, "I L code"] | None,
+        identities: Int[Tensor, " R"],
+    ) -> tuple[Tensor | None, Tensor | None, Tensor]:
+        """The reference conditions of F_aa and F_ai and the warper's offsets: per sample (R, S, C), or per ray
+        (R, C) at the surface point when `reference_points` is "surface"."""
+        if not self.config.use_references:
+            return None, None, ray_samples.frustums.origins.new_zeros(0, 1, 2)
+        directions = ray_samples.frustums.directions[:, 0]
+        if self.config.reference_points == "surface":
+            assert surface is not None, "surface reference points need proposal sampling"
+            points = ray_samples.frustums.origins[:, 0] + directions * surface
+            return self._reference_condition(points, directions, codes, ref_codes, identities)
+        positions = ray_samples.frustums.get_positions()
+        r, s = positions.shape[:2]
+        cond, cond_ai, offsets = self._reference_condition(
+            positions.reshape(-1, 3),
+            repeat_per_sample(directions, s),
+            repeat_per_sample(codes, s),
+            ref_codes,
+            repeat_per_sample(identities, s),
+        )
+        return cond.reshape(r, s, -1), cond_ai.reshape(r, s, -1), offsets
+
     def _render(
         self,
         ray_samples: RaySamples,
+        surface: Float[Tensor, "R 1"] | None,
         codes: Float[Tensor, "R code"] | None,
         ref_codes: Float[Tensor, "I L code"] | None,
         identities: Int[Tensor, " R"],
         groups: Int[Tensor, " R"],
     ) -> dict[str, Tensor]:
         """One pass: reference conditions, the fields, then volume rendering (with the region masks)."""
+        cond, cond_ai, offsets = self._conditions(ray_samples, surface, codes, ref_codes, identities)
         positions = ray_samples.frustums.get_positions()
-        num_samples = positions.shape[1]
-        pos = positions.reshape(-1, 3)
-        dirs = ray_samples.frustums.directions.reshape(-1, 3)
-        sample_codes = repeat_per_sample(codes, num_samples)
-        cond = cond_ai = None
-        offsets = positions.new_zeros(0, 1, 2)
-        if self.config.use_references:
-            sample_ids = repeat_per_sample(identities, num_samples)
-            cond, cond_ai, offsets = self._reference_condition(pos, dirs, sample_codes, ref_codes, sample_ids)
-        samples = self._shade(pos, dirs, sample_codes, cond, cond_ai, groups, num_samples)
+        directions = ray_samples.frustums.directions[:, 0]
+        samples = self._shade(positions, directions, codes, cond, cond_ai, groups)
         result = self.render_samples(ray_samples, samples["density"], samples["rgb"], samples["probs"])
         result["mask_aa"] = self.renderer_semantics(samples["mask_aa"], result["weights"])
         result["mask_ai"] = self.renderer_semantics(samples["mask_ai"], result["weights"])
@@ -336,7 +370,7 @@ class AENeRFModel(TalkingHeadModel):
         codes = self.audio_codes(ray_bundle)
         ref_codes = self.reference_audio_codes() if self.config.use_references else None  # once for every pass
         passes, outputs = self.render_passes(
-            ray_bundle, lambda samples: self._render(samples, codes, ref_codes, identities, groups)
+            ray_bundle, lambda samples, surface: self._render(samples, surface, codes, ref_codes, identities, groups)
         )
         for suffix, rendered in passes.items():
             outputs["mask_aa" + suffix] = rendered["mask_aa"]

@@ -5,9 +5,14 @@ aggregated reference feature f~, the audio-independent field F_ai receives f~ on
 and it refuses audio). Each predicts density, colour and parsing logits over the foreground classes; the
 parsing branch gives the region masks that blend the two fields.
 
-Two position encodings are selectable: the paper's frequency (positional) encoding with a deep MLP, or
-a multiresolution hash grid (Instant-NGP) with a shallow MLP, which converges in far fewer steps. The
-hash grid uses tiny-cuda-nn when installed and nerfstudio's pure-torch grid otherwise.
+Three position encodings are selectable: the paper's frequency (positional) encoding with a deep MLP, a
+multiresolution hash grid (Instant-NGP) with a shallow MLP, or multiresolution tri-planes
+(`triplane_encoding`) with a shallow MLP. The grids converge in far fewer steps than the frequency encoding.
+The hash grid uses tiny-cuda-nn when installed and nerfstudio's pure-torch grid otherwise.
+
+Inputs that are the same for every sample of a ray (its direction, audio code, a per-ray reference feature)
+may be passed once per ray: the first layer that reads them is split, so their part is computed once per
+ray and added to each sample's, the same linear map without repeating them for every sample.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ from nerfstudio.field_components.encodings import HashEncoding, NeRFEncoding, SH
 from torch import Tensor, nn
 
 from aenerf_ns.models.mlp import mlp
+from aenerf_ns.models.triplane_encoding import TriplaneEncoding
 
-PositionEncoding = Literal["positional", "hashgrid"]
+PositionEncoding = Literal["positional", "hashgrid", "triplane"]
 
 
 def hash_grid_implementation() -> Literal["tcnn", "torch"]:
@@ -56,6 +62,8 @@ class AudioConditionedField(nn.Module):
         hash_levels: int = 16,
         hash_log2_size: int = 19,
         hash_max_resolution: int = 1024,
+        triplane_resolutions: tuple[int, ...] = (64, 128, 256),
+        triplane_features: int = 4,
     ) -> None:
         super().__init__()
         self.register_buffer("aabb", aabb.clone().float())
@@ -79,8 +87,10 @@ class AudioConditionedField(nn.Module):
                 features_per_level=2,
                 implementation=hash_grid_implementation(),
             )
+        elif encoding == "triplane":
+            self.position_encoding = TriplaneEncoding(triplane_resolutions, triplane_features)
         else:
-            raise ValueError(f"unknown position encoding {encoding!r}: use 'positional' or 'hashgrid'")
+            raise ValueError(f"unknown position encoding {encoding!r}: use 'positional', 'hashgrid' or 'triplane'")
         self.direction_encoding = SHEncoding(levels=3, implementation="torch")
         pos_dim = self.position_encoding.get_out_dim()
         self.base = mlp(pos_dim + audio_code_dim + condition_dim, hidden_dim, num_layers, 1 + geo_feat_dim)
@@ -101,27 +111,46 @@ class AudioConditionedField(nn.Module):
     def forward(
         self,
         positions: Float[Tensor, "*batch 3"],
-        directions: Float[Tensor, "*batch 3"],
-        audio_code: Float[Tensor, "*batch code"] | None = None,
-        condition: Float[Tensor, "*batch cond"] | None = None,
+        directions: Float[Tensor, "*batch 3"] | Float[Tensor, "*rays 3"],
+        audio_code: Float[Tensor, "*batch code"] | Float[Tensor, "*rays code"] | None = None,
+        condition: Float[Tensor, "*batch cond"] | Float[Tensor, "*rays cond"] | None = None,
     ) -> dict[str, Tensor]:
-        """Density (>= 0), RGB in [0, 1] and unnormalised parsing logits at each sample."""
+        """Density (>= 0), RGB in [0, 1] and unnormalised parsing logits at each sample.
+
+        `directions`, `audio_code` and `condition` are either per sample (the shape of `positions`) or per
+        ray: one dimension fewer, shared by the samples along `positions`' second-to-last dimension.
+        """
         pos, inside = self.encode_position(positions)
-        inputs = [pos]
-        if self.audio_code_dim > 0:
-            if audio_code is None:
-                raise ValueError("this field is audio-conditioned: pass an audio code")
-            inputs.append(audio_code)
-        elif audio_code is not None:
+        if self.audio_code_dim > 0 and audio_code is None:
+            raise ValueError("this field is audio-conditioned: pass an audio code")
+        if self.audio_code_dim == 0 and audio_code is not None:
             raise ValueError("this field is audio-independent: it must not receive audio")
-        if self.condition_dim > 0:
-            if condition is None:
-                raise ValueError("this field is conditioned on reference features: pass them")
-            inputs.append(condition)
-        h = self.base(torch.cat(inputs, -1))
+        if self.condition_dim > 0 and condition is None:
+            raise ValueError("this field is conditioned on reference features: pass them")
+        extra = [audio_code] if self.audio_code_dim > 0 else []
+        extra += [condition] if self.condition_dim > 0 else []
+        h = _split_mlp(self.base, pos, extra)
         density = nn.functional.softplus(h[..., :1] - 1.0) * inside
         geo = h[..., 1:]
         d = self.direction_encoding(directions)  # the torch SH encoding takes unit vectors
-        color_in = [geo, d] + ([audio_code] if self.audio_code_dim > 0 else [])
-        rgb = torch.sigmoid(self.color_head(torch.cat(color_in, -1)))
+        rgb = torch.sigmoid(_split_mlp(self.color_head, geo, [d] + ([audio_code] if self.audio_code_dim > 0 else [])))
         return {"density": density, "rgb": rgb, "semantics": self.semantic_head(geo)}
+
+
+def _split_mlp(net: nn.Sequential, first: Tensor, rest: list[Tensor]) -> Tensor:
+    """`net(cat([first, *rest], -1))`, where any of `rest` may lack `first`'s second-to-last dimension
+    (a per-ray input): the first layer's part for those is computed once and broadcast over it."""
+    inputs = [first] + rest
+    if all(t.dim() == first.dim() for t in rest):
+        return net(torch.cat(inputs, -1))
+    linear: nn.Linear = net[0]
+    bounds = torch.tensor([0] + [t.shape[-1] for t in inputs]).cumsum(0).tolist()
+    per_sample = [i for i, t in enumerate(inputs) if t.dim() == first.dim()]
+    per_ray = [i for i, t in enumerate(inputs) if t.dim() != first.dim()]
+
+    def part(indices: list[int], bias: Tensor | None) -> Tensor:
+        weight = torch.cat([linear.weight[:, bounds[i] : bounds[i + 1]] for i in indices], 1)
+        return nn.functional.linear(torch.cat([inputs[i] for i in indices], -1), weight, bias)
+
+    h = part(per_sample, linear.bias) + part(per_ray, None).unsqueeze(-2)
+    return net[1:](h)

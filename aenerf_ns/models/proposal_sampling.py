@@ -16,8 +16,10 @@ step counter that schedules how often the proposals are updated with gradients.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
+import torch
 from jaxtyping import Float
 from nerfstudio.cameras.rays import RayBundle, RaySamples
 from nerfstudio.configs.base_config import InstantiateConfig
@@ -28,6 +30,7 @@ from nerfstudio.model_components.ray_samplers import PDFSampler, ProposalNetwork
 from torch import Tensor, nn
 
 from aenerf_ns.models.audio_field import hash_grid_implementation
+from aenerf_ns.models.grid_density_field import GridDensityField
 
 
 @dataclass
@@ -39,6 +42,11 @@ class ProposalSamplingConfig(InstantiateConfig):
     """Samples per ray at each proposal level (one proposal density field per level)."""
     num_field_samples: int = 24
     """Samples per ray at which the model's own fields are evaluated (once per ray)."""
+    density_field: Literal["hashgrid", "grid"] = "hashgrid"
+    """Proposal density fields: hash grid + small MLP (nerfacto's), or dense multi-resolution voxel grids
+    (`grid_density_field`; far cheaper on a CPU)."""
+    grid_resolutions: tuple[int, ...] = (32, 64, 128)
+    """Resolutions of the dense grids of each proposal level (grid density fields only)."""
     hidden_dim: int = 16
     """Width of each proposal field's MLP."""
     num_layers: int = 2
@@ -81,9 +89,13 @@ class ProposalSampling(nn.Module):
             )
         if not config.hash_max_resolution:
             raise ValueError("hash_max_resolution needs at least one value (the finest resolution per level)")
+        if config.density_field not in ("hashgrid", "grid"):
+            raise ValueError(f"unknown proposal density_field {config.density_field!r}: use 'hashgrid' or 'grid'")
         implementation = hash_grid_implementation()
         self.density_fields = nn.ModuleList(
-            HashMLPDensityField(
+            GridDensityField(aabb, config.grid_resolutions)
+            if config.density_field == "grid"
+            else HashMLPDensityField(
                 aabb.clone().float(),
                 num_layers=config.num_layers,
                 hidden_dim=config.hidden_dim,
@@ -113,6 +125,17 @@ class ProposalSampling(nn.Module):
         """The final samples for the model's fields, and each proposal level's weights and samples."""
         density_fns = [f.density_fn for f in self.density_fields]
         return self.sampler(ray_bundle, density_fns=density_fns)
+
+    @staticmethod
+    def surface_distance(weights: Float[Tensor, "R S 1"], ray_samples: RaySamples) -> Float[Tensor, "R 1"]:
+        """Expected distance along each ray under a proposal level's weights (detached): where the ray meets
+        the head. Rays the level finds (nearly) empty get the middle of their sampled interval."""
+        mids = ((ray_samples.frustums.starts + ray_samples.frustums.ends) / 2.0).detach()
+        weights = weights.detach()
+        total = weights.sum(1)
+        expected = (weights * mids).sum(1) / total.clamp_min(1e-6)
+        middle = (ray_samples.frustums.starts[:, 0] + ray_samples.frustums.ends[:, -1]).detach() / 2.0
+        return torch.where(total > 1e-3, expected, middle)
 
     def losses(
         self, weights_list: list[Float[Tensor, "R S 1"]], ray_samples_list: list[RaySamples]

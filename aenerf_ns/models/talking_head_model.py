@@ -79,8 +79,9 @@ class TalkingHeadModelConfig(ModelConfig):
     """Samples per ray drawn where the coarse pass found density (fine pass; two-pass sampling only)."""
     proposal: ProposalSamplingConfig = field(default_factory=ProposalSamplingConfig)
     """Proposal fields and sample counts (proposal sampling only)."""
-    position_encoding: Literal["positional", "hashgrid"] = "positional"
-    """Field position encoding: the paper's frequency encoding + deep MLP, or a hash grid + shallow MLP."""
+    position_encoding: Literal["positional", "hashgrid", "triplane"] = "positional"
+    """Field position encoding: the paper's frequency encoding + deep MLP, or a hash grid or tri-planes +
+    shallow MLP."""
     hidden_dim: int = 256
     """Width of each field's MLP."""
     num_layers: int = 8
@@ -93,6 +94,10 @@ class TalkingHeadModelConfig(ModelConfig):
     """log2 of each hash-grid level's table size (hash grid only)."""
     hash_max_resolution: int = 1024
     """Finest hash-grid resolution (hash grid only)."""
+    triplane_resolutions: tuple[int, ...] = (64, 128, 256)
+    """Resolution of each tri-plane level (tri-plane only)."""
+    triplane_features: int = 4
+    """Features per plane and level (tri-plane only)."""
     audio_code_dim: int = 64
     """Size of the audio code that conditions the model."""
     audio_smoothing_radius: int = 4
@@ -173,6 +178,8 @@ class TalkingHeadModel(Model):
             hash_levels=cfg.hash_levels,
             hash_log2_size=cfg.hash_log2_size,
             hash_max_resolution=cfg.hash_max_resolution,
+            triplane_resolutions=cfg.triplane_resolutions,
+            triplane_features=cfg.triplane_features,
         )
 
     def get_param_groups(self) -> dict[str, list[nn.Parameter]]:
@@ -263,7 +270,9 @@ class TalkingHeadModel(Model):
         }
 
     def render_passes(self, ray_bundle: RayBundle, render) -> tuple[dict[str, dict[str, Tensor]], dict]:
-        """The passes through the fields the `ray_sampling` setting asks for; `render(samples)` shades one pass.
+        """The passes through the fields the `ray_sampling` setting asks for; `render(samples, surface)` shades
+        one pass, `surface` being each ray's distance to the head as the proposal fields see it (R, 1), or
+        None (two-pass sampling).
 
         Returns the passes by output suffix ("_coarse" then "" with two-pass sampling, "" alone with proposal
         sampling), and the outputs every talking-head model has: the final pass's, the coarse pass's under
@@ -271,11 +280,13 @@ class TalkingHeadModel(Model):
         """
         if self.proposal_sampling is None:
             samples_coarse = self.sampler_uniform(ray_bundle)
-            coarse = render(samples_coarse)
-            passes = {"_coarse": coarse, "": render(self.sampler_pdf(ray_bundle, samples_coarse, coarse["weights"]))}
+            coarse = render(samples_coarse, None)
+            fine_samples = self.sampler_pdf(ray_bundle, samples_coarse, coarse["weights"])
+            passes = {"_coarse": coarse, "": render(fine_samples, None)}
         else:
             samples, weights_list, ray_samples_list = self.proposal_sampling(ray_bundle)
-            passes = {"": render(samples)}
+            surface = self.proposal_sampling.surface_distance(weights_list[-1], ray_samples_list[-1])
+            passes = {"": render(samples, surface)}
         final = passes[""]
         probs = final["parsing_probs"]
         outputs = {

@@ -139,7 +139,7 @@ class SSPNeRFModel(TalkingHeadModel):
     def render_rays(self, ray_bundle: RayBundle) -> dict[str, Tensor]:
         codes = self.audio_codes(ray_bundle)
         pose, latents = self._ray_conditions(ray_bundle)
-        passes, outputs = self.render_passes(ray_bundle, lambda samples: self._render(samples, codes, pose, latents))
+        passes, outputs = self.render_passes(ray_bundle, lambda samples, _: self._render(samples, codes, pose, latents))
         if self.training and self.torso is not None:
             outputs["torso_offsets"] = torch.cat([rendered["torso_offsets"] for rendered in passes.values()])
         return outputs
