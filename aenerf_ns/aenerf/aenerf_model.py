@@ -42,7 +42,12 @@ from aenerf_ns.aenerf.warper import Warper, offset_length_loss
 from aenerf_ns.audio.audio_smoothing import neighbour_rows
 from aenerf_ns.data.talking_head_metadata import talking_head_metadata
 from aenerf_ns.models.audio_field import AudioConditionedField
-from aenerf_ns.models.talking_head_model import TalkingHeadModel, TalkingHeadModelConfig, repeat_per_sample
+from aenerf_ns.models.talking_head_model import (
+    TalkingHeadModel,
+    TalkingHeadModelConfig,
+    repeat_per_sample,
+    select_rays,
+)
 
 IDENTITY_BUFFERS = (
     "reference_images",
@@ -84,6 +89,10 @@ class AENeRFModelConfig(TalkingHeadModelConfig):
     """Where the reference scheme (projection, warper, aggregation) runs: at every sample, as in the paper, or
     once per ray at the surface point the proposal fields predict, its f~ shared by the ray's samples (needs
     `ray_sampling proposal`)."""
+    audio_field_skip_threshold: float = 0.0
+    """At inference, rays on which the audio-independent field renders less than this share of audio region
+    skip the audio field: F_ai alone renders them, as the region sampler trains most such rays; 0 runs both
+    fields on every ray."""
     mask_loss_mult: float = 1e-3
     """Weight of the region-mask loss (rendered mask vs the region's ground truth)."""
     offset_loss_mult: float = 5e-8
@@ -265,6 +274,13 @@ class AENeRFModel(TalkingHeadModel):
         """A field's density, colour and parsing probabilities on the samples of the selected rays, as
         (R, S, C); zeros on the samples of the other rays."""
         every = bool(rays.all())
+        if not every and not bool(rays.any()):  # no ray of this field here: its values are never used
+            zeros = positions.new_zeros(*positions.shape[:2], 1)
+            return {
+                "density": zeros,
+                "rgb": zeros.expand(-1, -1, 3),
+                "probs": zeros.expand(-1, -1, self.num_classes - 1),
+            }
         pick = (lambda t: t) if every else (lambda t: t[rays])
         out = fld(
             pick(positions),
@@ -283,8 +299,7 @@ class AENeRFModel(TalkingHeadModel):
 
     def _shade(
         self,
-        positions: Float[Tensor, "R S 3"],
-        directions: Float[Tensor, "R 3"],
+        ray_samples: RaySamples,
         codes: Float[Tensor, "R code"] | None,
         cond: Tensor | None,
         cond_ai: Tensor | None,
@@ -293,16 +308,29 @@ class AENeRFModel(TalkingHeadModel):
         """Per-sample density, colour, parsing probabilities and region masks: the audio field alone, or each
         ray's group of fields, blended by their masks on overlap rays. Conditions are per sample (R, S, C) or
         per ray (R, C)."""
+        positions = ray_samples.frustums.get_positions()
+        directions = ray_samples.frustums.directions[:, 0]
         if self.field_ai is None:
             every = torch.ones_like(groups, dtype=torch.bool)
             single = self._run_field(self.field_aa, every, positions, directions, codes, cond)
             mask_aa = single["probs"][..., self.region_ids - 1].sum(-1, keepdim=True)
             return dict(single, mask_aa=mask_aa, mask_ai=1.0 - mask_aa)
-        aa = self._run_field(self.field_aa, groups != OTHER_ONLY, positions, directions, codes, cond)
         ai = self._run_field(self.field_ai, groups != AUDIO_ONLY, positions, directions, codes, cond_ai)
-        mask_aa = aa["probs"][..., self.region_ids - 1].sum(-1, keepdim=True)
         mask_ai = ai["probs"][..., self.other_ids - 1].sum(-1, keepdim=True)
+        if not self.training and self.config.audio_field_skip_threshold > 0:
+            groups = self._skip_audio_field(ray_samples, ai, mask_ai, groups)
+        aa = self._run_field(self.field_aa, groups != OTHER_ONLY, positions, directions, codes, cond)
+        mask_aa = aa["probs"][..., self.region_ids - 1].sum(-1, keepdim=True)
         return blend_dual_samples(aa, ai, mask_aa, mask_ai, groups)
+
+    def _skip_audio_field(
+        self, ray_samples: RaySamples, ai: dict[str, Tensor], mask_ai: Float[Tensor, "R S 1"], groups: Tensor
+    ) -> Int[Tensor, " R"]:
+        """Overlap rays on which F_ai, rendered alone, sees (almost) no audio region become F_ai-only rays."""
+        weights = ray_samples.get_weights(ai["density"])
+        region_share = (weights * (1.0 - mask_ai)).sum((1, 2))
+        outside = (groups == OVERLAP) & (region_share < self.config.audio_field_skip_threshold)
+        return torch.where(outside, torch.full_like(groups, OTHER_ONLY), groups)
 
     def _conditions(
         self,
@@ -343,9 +371,7 @@ class AENeRFModel(TalkingHeadModel):
     ) -> dict[str, Tensor]:
         """One pass: reference conditions, the fields, then volume rendering (with the region masks)."""
         cond, cond_ai, offsets = self._conditions(ray_samples, surface, codes, ref_codes, identities)
-        positions = ray_samples.frustums.get_positions()
-        directions = ray_samples.frustums.directions[:, 0]
-        samples = self._shade(positions, directions, codes, cond, cond_ai, groups)
+        samples = self._shade(ray_samples, codes, cond, cond_ai, groups)
         result = self.render_samples(ray_samples, samples["density"], samples["rgb"], samples["probs"])
         result["mask_aa"] = self.renderer_semantics(samples["mask_aa"], result["weights"])
         result["mask_ai"] = self.renderer_semantics(samples["mask_ai"], result["weights"])
@@ -370,7 +396,15 @@ class AENeRFModel(TalkingHeadModel):
         codes = self.audio_codes(ray_bundle)
         ref_codes = self.reference_audio_codes() if self.config.use_references else None  # once for every pass
         passes, outputs = self.render_passes(
-            ray_bundle, lambda samples, surface: self._render(samples, surface, codes, ref_codes, identities, groups)
+            ray_bundle,
+            lambda samples, surface, rays: self._render(
+                samples,
+                surface,
+                select_rays(codes, rays),
+                ref_codes,
+                select_rays(identities, rays),
+                select_rays(groups, rays),
+            ),
         )
         for suffix, rendered in passes.items():
             outputs["mask_aa" + suffix] = rendered["mask_aa"]

@@ -57,6 +57,9 @@ class ProposalSamplingConfig(InstantiateConfig):
     """log2 of each proposal hash-grid level's table size."""
     hash_max_resolution: tuple[int, ...] = (128,)
     """Finest hash-grid resolution per proposal level (the last value serves any further levels)."""
+    empty_ray_threshold: float = 1e-3
+    """At inference, rays whose last proposal level puts less than this total weight on the head are left
+    empty instead of being shaded by the model's fields; 0 shades every ray."""
     single_jitter: bool = False
     """Jitter all of a ray's samples by one random offset instead of one per sample."""
     update_every: int = 5
@@ -136,6 +139,18 @@ class ProposalSampling(nn.Module):
         expected = (weights * mids).sum(1) / total.clamp_min(1e-6)
         middle = (ray_samples.frustums.starts[:, 0] + ray_samples.frustums.ends[:, -1]).detach() / 2.0
         return torch.where(total > 1e-3, expected, middle)
+
+    def rays_to_shade(self, weights: Float[Tensor, "R S 1"]) -> Tensor | None:
+        """Which rays the fields must shade (bool (R,)) given the last proposal level's weights; None for all.
+        At least one ray is kept, so a pass never runs on nothing."""
+        threshold = self.config.empty_ray_threshold
+        if threshold <= 0:
+            return None
+        hit = weights.detach().sum((1, 2)) >= threshold
+        if bool(hit.all()):
+            return None
+        hit[0] = True
+        return hit
 
     def losses(
         self, weights_list: list[Float[Tensor, "R S 1"]], ray_samples_list: list[RaySamples]

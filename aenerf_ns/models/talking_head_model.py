@@ -61,6 +61,11 @@ def repeat_per_sample(values: Tensor | None, num_samples: int) -> Tensor | None:
     return values[:, None].expand(values.shape[0], num_samples, *rest).reshape(-1, *rest)
 
 
+def select_rays(values: Tensor | None, rays: Tensor | None) -> Tensor | None:
+    """The rows of per-ray `values` for the ray indices `rays` (all of them when `rays` is None)."""
+    return values if values is None or rays is None else values[rays]
+
+
 @dataclass
 class TalkingHeadModelConfig(ModelConfig):
     """Settings shared by the talking-head models."""
@@ -270,9 +275,12 @@ class TalkingHeadModel(Model):
         }
 
     def render_passes(self, ray_bundle: RayBundle, render) -> tuple[dict[str, dict[str, Tensor]], dict]:
-        """The passes through the fields the `ray_sampling` setting asks for; `render(samples, surface)` shades
-        one pass, `surface` being each ray's distance to the head as the proposal fields see it (R, 1), or
-        None (two-pass sampling).
+        """The passes through the fields the `ray_sampling` setting asks for.
+
+        `render(samples, surface, rays)` shades one pass: `samples` of the rays with indices `rays` (None: all
+        rays of the bundle), `surface` their distance to the head as the proposal fields see it (k, 1), or
+        None (two-pass sampling). At inference with proposal sampling, rays the proposal fields find empty
+        are not shaded (`ProposalSamplingConfig.empty_ray_threshold`).
 
         Returns the passes by output suffix ("_coarse" then "" with two-pass sampling, "" alone with proposal
         sampling), and the outputs every talking-head model has: the final pass's, the coarse pass's under
@@ -280,13 +288,17 @@ class TalkingHeadModel(Model):
         """
         if self.proposal_sampling is None:
             samples_coarse = self.sampler_uniform(ray_bundle)
-            coarse = render(samples_coarse, None)
+            coarse = render(samples_coarse, None, None)
             fine_samples = self.sampler_pdf(ray_bundle, samples_coarse, coarse["weights"])
-            passes = {"_coarse": coarse, "": render(fine_samples, None)}
+            passes = {"_coarse": coarse, "": render(fine_samples, None, None)}
         else:
             samples, weights_list, ray_samples_list = self.proposal_sampling(ray_bundle)
             surface = self.proposal_sampling.surface_distance(weights_list[-1], ray_samples_list[-1])
-            passes = {"": render(samples, surface)}
+            hit = None if self.training else self.proposal_sampling.rays_to_shade(weights_list[-1])
+            if hit is None:
+                passes = {"": render(samples, surface, None)}
+            else:
+                passes = {"": self._shade_hit_rays(render, samples, surface, hit)}
         final = passes[""]
         probs = final["parsing_probs"]
         outputs = {
@@ -307,6 +319,23 @@ class TalkingHeadModel(Model):
             outputs["weights_list"] = weights_list + [final["weights"]]
             outputs["ray_samples_list"] = ray_samples_list + [samples]
         return passes, outputs
+
+    @staticmethod
+    def _shade_hit_rays(render, samples: RaySamples, surface: Tensor, hit: Tensor) -> dict[str, Tensor]:
+        """One pass shaded on the `hit` rays only; the others render as empty (no colour or opacity,
+        background parsing, depth at the end of their interval)."""
+        rays = hit.nonzero()[:, 0]
+        part = render(samples[rays], surface[rays], rays)
+        full = {}
+        for key, value in part.items():
+            if value.shape[:1] != rays.shape:
+                full[key] = value
+                continue
+            full[key] = value.new_zeros(hit.shape[0], *value.shape[1:])
+            full[key][rays] = value
+        full["parsing_probs"][~hit, 0] = 1.0
+        full["depth"][~hit] = samples.frustums.ends[~hit, -1]
+        return full
 
     @staticmethod
     def pass_suffixes(outputs: dict[str, Tensor]) -> tuple[str, ...]:

@@ -34,7 +34,7 @@ def triplane_features(planes: Float[Tensor, "3 C R R"], points: Float[Tensor, "N
     """
     grid = _plane_coordinates(points.clamp(0.0, 1.0)) * 2.0 - 1.0  # (3, N, 2), x = u, y = v
     sampled = F.grid_sample(planes, grid[:, :, None, :], mode="bilinear", align_corners=True)  # (3, C, N, 1)
-    return sampled[..., 0].permute(2, 0, 1).reshape(points.shape[0], -1)
+    return sampled[..., 0].permute(2, 0, 1).reshape(points.shape[0], 3 * planes.shape[1])
 
 
 def triplane_features_reference(

@@ -29,7 +29,12 @@ from torch import Tensor
 
 from aenerf_ns.data.parsing_labels import LABEL_NAMES
 from aenerf_ns.data.talking_head_metadata import talking_head_metadata
-from aenerf_ns.models.talking_head_model import TalkingHeadModel, TalkingHeadModelConfig, repeat_per_sample
+from aenerf_ns.models.talking_head_model import (
+    TalkingHeadModel,
+    TalkingHeadModelConfig,
+    repeat_per_sample,
+    select_rays,
+)
 from aenerf_ns.ssp_nerf.torso_deformation import TorsoDeformation
 
 
@@ -139,7 +144,12 @@ class SSPNeRFModel(TalkingHeadModel):
     def render_rays(self, ray_bundle: RayBundle) -> dict[str, Tensor]:
         codes = self.audio_codes(ray_bundle)
         pose, latents = self._ray_conditions(ray_bundle)
-        passes, outputs = self.render_passes(ray_bundle, lambda samples, _: self._render(samples, codes, pose, latents))
+        passes, outputs = self.render_passes(
+            ray_bundle,
+            lambda samples, _, rays: self._render(
+                samples, select_rays(codes, rays), select_rays(pose, rays), select_rays(latents, rays)
+            ),
+        )
         if self.training and self.torso is not None:
             outputs["torso_offsets"] = torch.cat([rendered["torso_offsets"] for rendered in passes.values()])
         return outputs
