@@ -71,7 +71,8 @@ def test_audio_aaa_needs_audio(sample_dataset, make_pipeline):
 
 
 def _count_rows(module: torch.nn.Module, counter: list) -> None:
-    module.register_forward_hook(lambda m, args, out: counter.append(args[0].shape[0]))
+    """Points per call of a field (positions are (..., 3): flat or (rays, samples, 3))."""
+    module.register_forward_hook(lambda m, args, out: counter.append(args[0].shape[:-1].numel()))
 
 
 def test_rays_go_through_the_fields_of_their_group(sample_dataset, make_pipeline, small_model):
@@ -83,8 +84,8 @@ def test_rays_go_through_the_fields_of_their_group(sample_dataset, make_pipeline
     region = batch["audio_region"][:, 0]
     assert region[groups == AUDIO_ONLY].all() and not region[groups == OTHER_ONLY].any()
     rows_aa, rows_ai = [], []
-    _count_rows(model.field_aa.base, rows_aa)
-    _count_rows(model.field_ai.base, rows_ai)
+    _count_rows(model.field_aa, rows_aa)
+    _count_rows(model.field_ai, rows_ai)
     model(ray_bundle)
     n_aa, n_ai = int((groups != OTHER_ONLY).sum()), int((groups != AUDIO_ONLY).sum())
     assert len(rows_aa) == len(rows_ai) == 2  # coarse and fine pass
