@@ -11,6 +11,7 @@ from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from aenerf_ns.aenerf.aenerf_model import AENeRFModelConfig
+from aenerf_ns.aenerf.engines import fast_engine
 from aenerf_ns.aenerf.region_sampler import RegionPixelSamplerConfig
 from aenerf_ns.data.talking_head_datamanager import TalkingHeadDataManagerConfig
 from aenerf_ns.method_configs.common import TINY_FIELDS, talking_head_trainer, tiny_trainer
@@ -21,13 +22,14 @@ def aenerf_config() -> TrainerConfig:
     datamanager = TalkingHeadDataManagerConfig(
         train_num_rays_per_batch=2048, eval_num_rays_per_batch=2048, pixel_sampler=RegionPixelSamplerConfig()
     )
-    return talking_head_trainer("aenerf", datamanager, AENeRFModelConfig(eval_num_rays_per_chunk=4096))
+    model = AENeRFModelConfig(eval_num_rays_per_chunk=4096, **fast_engine(tiny=False))
+    return talking_head_trainer("aenerf", datamanager, model)
 
 
 def aenerf_tiny_config() -> TrainerConfig:
     """Small fields, few samples and rays: trains on a CPU in minutes on the synthetic sample."""
     model = AENeRFModelConfig(
-        **TINY_FIELDS,
+        **{**TINY_FIELDS, **fast_engine(tiny=True)},
         reference_feature_dim=16,
         aggregation_dim=32,
         aggregation_heads=2,

@@ -237,6 +237,29 @@ def scaling_table(results: dict[str, dict], memory_label: str):
     return table
 
 
+def evaluations_table(results: dict[str, dict]):
+    """Points each network runs on and linear-layer GFLOP per 512x512 frame, for methods that measured them."""
+    from rich import box
+    from rich.table import Table
+
+    rows = {name: r["network_evaluations"] for name, r in results.items() if r.get("network_evaluations")}
+    networks = sorted({n for e in rows.values() for n in e["points"]})
+    table = Table(
+        title="Network evaluations per 512x512 frame (millions of points each network runs on; counted on one "
+        "held-out render, scaled by pixel count)",
+        box=box.SIMPLE_HEAD,
+    )
+    table.add_column("method")
+    for network in networks:
+        table.add_column(network, justify="right")
+    table.add_column("all", justify="right")
+    table.add_column("linear GFLOP", justify="right")
+    for name, e in rows.items():
+        cells = [_fmt(e["points"].get(n, 0.0) / 1e6, ".1f") for n in networks]
+        table.add_row(name, *cells, _fmt(e["total_points"] / 1e6, ".1f"), _fmt(e["total_linear_gflop"], ".0f"))
+    return table
+
+
 def plot_curves(path: Path, results: dict[str, dict], roles: dict[str, str]) -> None:
     """Held-out PSNR against training seconds, one line per method, as a PNG (each method keeps its colour
     from run to run: the n-th method of `roles` is matplotlib's colour Cn, from the eleventh on Dark2's)."""
@@ -336,6 +359,8 @@ def main(args: BenchArgs) -> dict:
         )
     if any(r.get("scaling") for r in results.values()):
         console.print(scaling_table(results, memory_label))
+    if any(r.get("network_evaluations") for r in results.values()):
+        console.print(evaluations_table(results))
 
     roles = {m.name: m.role for m in METHODS}
     plot_curves(args.output / "psnr_curve.png", results, roles)

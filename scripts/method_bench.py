@@ -8,7 +8,7 @@ Prints three results (and writes them to `results.json` in the output folder):
 2. Few-shot: a base model pretrained on several identities is fine-tuned on a new identity's short clip;
    a model of the same settings trains on that clip from scratch. Both score held-out PSNR every
    `eval_every` steps; printed are the steps each needs to reach the scratch model's final PSNR.
-3. Fields: the positional-encoding MLP and the hash-grid option train the full model on the same clip;
+3. Fields: the tri-plane, hash-grid and positional-encoding fields train the full model on the same clip;
    held-out PSNR is recorded against training seconds, and printed is the PSNR each reaches within the
    same wall-clock budget (quality per minute).
 4. SSP-NeRF: ssp-nerf against its two ablations (uniform ray sampling; no torso deformation) and
@@ -52,12 +52,12 @@ class MethodBenchArgs:
     """Length of each synthetic clip."""
     few_shot_fraction: float = 0.4
     """Leading fraction of the new identity's clip it is fine-tuned on (0.4 of 10 s = 4 s)."""
-    position_encoding: Literal["positional", "hashgrid"] = "positional"
-    """Field option the runs use."""
+    position_encoding: Literal["triplane", "hashgrid", "positional"] = "triplane"
+    """Field option the runs use (the preset's is triplane)."""
     eval_frames: int = 25
     """Held-out frames scored in the audio comparison."""
     field_steps: int = 800
-    """Steps of each run in the field comparison (positional vs hash grid)."""
+    """Steps of each run in the field comparison (tri-plane, hash grid, positional)."""
     ssp_steps: int = 1500
     """Training steps of each run in the SSP-NeRF comparison."""
     skip: tuple[Part, ...] = ()
@@ -198,9 +198,9 @@ def fewshot_part(args: MethodBenchArgs, data: Path, console) -> dict:
 
 
 def fields_part(args: MethodBenchArgs, data: Path, console) -> dict:
-    """The positional-encoding and hash-grid fields: held-out PSNR within the same training seconds."""
+    """The tri-plane, hash-grid and positional-encoding fields: held-out PSNR within the same training seconds."""
     curves, speeds = {}, {}
-    for option in ("positional", "hashgrid"):
+    for option in ("triplane", "hashgrid", "positional"):
         config = _config(data / "synth00", args, position_encoding=option)
         trained = _train(config, args.field_steps, f"fields: {option}", args.eval_every)
         curves[option], speeds[option] = _curve(trained), trained.ms_per_step

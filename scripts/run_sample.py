@@ -27,14 +27,14 @@ class SampleArgs:
     """Training iterations."""
     seconds: float = 10.0
     """Length of the synthetic clip."""
-    resolution: int = 96
-    """Image size of the synthetic clip."""
+    resolution: int = 128
+    """Image size of the synthetic clip (and of the video)."""
     eval_frames: int | None = 50
     """Consecutive held-out frames to render and score (None: all of them)."""
     speech_seconds: float = 8.0
     """Length of the new speech the final video speaks."""
-    render_downscale: float = 2.0
-    """Divide the video's width and height by this (CPU rendering cost grows with the pixel count)."""
+    render_downscale: float = 1.0
+    """Divide the video's width and height by this (rendering cost grows with the pixel count)."""
 
 
 def main(args: SampleArgs) -> dict:

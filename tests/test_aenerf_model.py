@@ -76,7 +76,7 @@ def _count_rows(module: torch.nn.Module, counter: list) -> None:
 
 
 def test_rays_go_through_the_fields_of_their_group(sample_dataset, make_pipeline, small_model):
-    pipeline = make_pipeline(sample_dataset, rays=200)
+    pipeline = make_pipeline(sample_dataset, rays=200, ray_sampling="two-pass", reference_points="per-sample")
     model = pipeline.model
     ray_bundle, batch = pipeline.datamanager.next_train(0)
     groups = ray_bundle.metadata["ray_group"][:, 0]

@@ -220,7 +220,7 @@ def test_method_bench_runs_every_part(tmp_path):
     fewshot = results["fewshot"]
     assert [p[0] for p in fewshot["finetune_curve"]] == [0, 1, 2] == [p[0] for p in fewshot["scratch_curve"]]
     assert (tmp_path / "base" / "step-base.ckpt").is_file() and fewshot["base_ms_per_step"] > 0
-    assert set(results["fields"]["curves"]) == {"positional", "hashgrid"}
+    assert set(results["fields"]["curves"]) == {"triplane", "hashgrid", "positional"}
     assert set(results["ssp"]) == {"ssp-nerf", "ssp/uniform-rays", "ssp/no-torso-def", "aenerf"}
     for title in ("unseen audio", "New identity", "Field options", "SSP-NeRF vs ablations"):
         assert title in proc.stdout

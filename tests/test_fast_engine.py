@@ -69,6 +69,7 @@ def test_surface_reference_points_need_proposal_sampling(sample_dataset, small_m
     for key, value in small_model.items():
         setattr(config.pipeline.model, key, value)
     config.pipeline.model.reference_points = "surface"
+    config.pipeline.model.ray_sampling = "two-pass"
     with pytest.raises(ValueError, match="needs the proposal fields"):
         config.pipeline.setup(device="cpu", test_mode="val")
 
@@ -103,3 +104,54 @@ def test_fast_engine_trains_and_renders_with_one_reference_point_per_ray(sample_
     assert rendered["rgb"].shape == (int(camera.height), int(camera.width), 3)
     assert torch.isfinite(rendered["rgb"]).all() and torch.isfinite(rendered["depth"]).all()
     assert torch.allclose(rendered["parsing_probs"].sum(-1), torch.ones(1), atol=1e-4)
+
+
+def test_presets_run_the_fast_engine_and_the_paper_row_runs_two_passes(sample_dataset):
+    """`aenerf-tiny` shades one pass at the proposal's samples with one reference point per ray; the benchmark's
+    `aenerf-paper` (the paper's engine) runs the reference scheme at every coarse and fine sample."""
+    from aenerf_ns.bench.bench_methods import BY_NAME
+
+    warped_points = {}
+    for name in ("aenerf", "aenerf-paper"):
+        config = BY_NAME[name].build(sample_dataset, True, 0.5, 32)
+        torch.manual_seed(0)
+        pipeline = config.pipeline.setup(device="cpu", test_mode="val")
+        counts: list[int] = []
+        pipeline.model.warper.register_forward_hook(lambda m, args, out, c=counts: c.append(args[0].shape[:-1].numel()))
+        outputs, losses, _ = pipeline.get_train_loss_dict(0)
+        warped_points[name] = counts
+        assert ("rgb_loss_coarse" in losses) == (name == "aenerf-paper"), sorted(losses)
+        assert ("interlevel_loss" in losses) == (name == "aenerf")
+    assert sum(warped_points["aenerf"]) == 32  # once per ray
+    cfg = BY_NAME["aenerf-paper"].build(sample_dataset, True, 0.5, 32).pipeline.model
+    per_ray_paper = cfg.num_coarse_samples + (cfg.num_coarse_samples + cfg.num_importance_samples)
+    assert sum(warped_points["aenerf-paper"]) >= 32 * per_ray_paper  # every coarse and fine sample
+
+
+def test_network_evaluations_count_each_networks_points_per_frame(sample_dataset):
+    """The benchmark's per-frame counts: the fast engine's warper runs once per pixel, its fields at most at the
+    proposal's samples, the proposal grids at every proposal sample; the paper's engine runs the warper per sample."""
+    from aenerf_ns.bench.bench_methods import BY_NAME
+    from aenerf_ns.bench.network_evaluations import FRAME_PIXELS, network_evaluations
+
+    counts = {}
+    for name in ("aenerf", "aenerf-paper"):
+        config = BY_NAME[name].build(sample_dataset, True, 0.5, 32)
+        torch.manual_seed(0)
+        pipeline = config.pipeline.setup(device="cpu", test_mode="val")
+        camera = pipeline.datamanager.eval_dataset.cameras[0:1]
+        camera.rescale_output_resolution(0.25)
+        counts[name] = (network_evaluations(pipeline.model, camera), config.pipeline.model)
+    fast, fast_cfg = counts["aenerf"]
+    paper, paper_cfg = counts["aenerf-paper"]
+    assert fast["measured_pixels"] == 12 * 12
+    per_pixel = fast["points_per_pixel"]
+    assert per_pixel["warper"] == pytest.approx(1.0)
+    assert per_pixel["proposal_sampling"] == pytest.approx(fast_cfg.proposal.num_proposal_samples[0])
+    assert 0 < per_pixel["field_ai"] <= fast_cfg.proposal.num_field_samples
+    assert 0 <= per_pixel.get("field_aa", 0.0) <= fast_cfg.proposal.num_field_samples
+    assert fast["points"]["warper"] == pytest.approx(FRAME_PIXELS)
+    paper_samples = 2 * paper_cfg.num_coarse_samples + paper_cfg.num_importance_samples
+    assert paper["points_per_pixel"]["warper"] >= paper_samples
+    assert paper["points_per_pixel"]["field_aa"] >= paper_samples and "proposal_sampling" not in paper["points"]
+    assert paper["total_linear_gflop"] > 5 * fast["total_linear_gflop"] > 0

@@ -27,6 +27,8 @@ def _pipeline(method: str, data: Path, model: dict, ray_sampling: str):
     for key, value in model.items():
         setattr(config.pipeline.model, key, value)
     config.pipeline.model.ray_sampling = ray_sampling
+    if ray_sampling == "two-pass" and method == "aenerf":
+        config.pipeline.model.reference_points = "per-sample"  # the preset's "surface" needs proposal fields
     proposal = config.pipeline.model.proposal
     proposal.num_proposal_samples = (PROPOSAL_SAMPLES,)
     proposal.num_field_samples = FIELD_SAMPLES

@@ -119,7 +119,7 @@ def test_main_job_runs_end_to_end_with_stage_lines_and_a_video(tmp_path):
         assert (out / "eval" / picture).stat().st_size > 1000
     info = probe_media(out / "talking_head.mp4")
     assert (info.video_codec, info.audio_codec) == ("h264", "aac")
-    assert info.num_frames == 25 and (info.width, info.height) == (16, 16)
+    assert info.num_frames == 25 and (info.width, info.height) == (32, 32)  # the clip's own size
 
     terminal = run.stdout + run.stderr
     stages = [line.split("]")[0] + "]" for line in terminal.splitlines() if line.startswith("[") and "/4]" in line]

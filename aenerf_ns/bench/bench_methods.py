@@ -1,10 +1,11 @@
 """The methods `aenerf-bench` compares, each a nerfstudio TrainerConfig built for one dataset.
 
-Peers are nerfstudio's own methods (audio-blind); ours are AE-NeRF with both field options, its ablations
-(each switches off one of the paper's components, or the audio itself), SSP-NeRF, and AE-NeRF with proposal
-sampling (its fields evaluated once per ray). `small` selects the CPU presets (the `-tiny` methods and shrunken
-peers), otherwise the full-size GPU configurations. Our methods' configs are copies of those registered with
-nerfstudio (this package's entry points), like the peers'.
+Peers are nerfstudio's own methods (audio-blind); ours are AE-NeRF (its presets' fast engine, with tri-plane or
+hash-grid fields), its ablations (each switches off one of the paper's components, or the audio itself), SSP-NeRF,
+and AE-NeRF on the paper's engine (two passes of the fields, the reference scheme at every sample). `small`
+selects the CPU presets (the `-tiny` methods and shrunken peers), otherwise the full-size GPU configurations.
+Our methods' configs are copies of those registered with nerfstudio (this package's entry points), like the
+peers'.
 """
 
 from __future__ import annotations
@@ -79,11 +80,24 @@ def _override(target, values: dict) -> None:
         setattr(target, key, value)
 
 
-def _ours(method: Literal["aenerf", "ssp-nerf"], model: dict | None = None, sampler: dict | None = None):
+def _ours(
+    method: Literal["aenerf", "ssp-nerf"],
+    model: dict | Callable[[bool], dict] | None = None,
+    sampler: dict | None = None,
+):
+    """A builder of `method`'s preset with `model` overrides (a dict, or one per `small` from a function)."""
+
     def build(data: Path, small: bool, train_fraction: float, rays: int):
-        return our_method_config(method, data, small, train_fraction, rays, model, sampler)
+        overrides = model(small) if callable(model) else model
+        return our_method_config(method, data, small, train_fraction, rays, overrides, sampler)
 
     return build
+
+
+def _paper_engine(small: bool) -> dict:
+    from aenerf_ns.aenerf.engines import paper_engine
+
+    return paper_engine(tiny=small)
 
 
 def _peer(name: str):
@@ -98,11 +112,17 @@ def _peer(name: str):
 METHODS: tuple[BenchMethod, ...] = (
     BenchMethod("nerfacto", "peer", "nerfstudio nerfacto: static scene, audio-blind", True, _peer("nerfacto")),
     BenchMethod("dnerf", "peer", "nerfstudio D-NeRF: conditioned on time, audio-blind", True, _peer("dnerf")),
-    BenchMethod("aenerf", "ours", "AE-NeRF, positional-encoding MLP fields", True, _ours("aenerf")),
+    BenchMethod(
+        "aenerf",
+        "ours",
+        "AE-NeRF: proposal grids, tri-plane fields, reference scheme once per ray",
+        True,
+        _ours("aenerf"),
+    ),
     BenchMethod(
         "aenerf-hashgrid",
         "ours",
-        "AE-NeRF, hash-grid fields",
+        "AE-NeRF with hash-grid fields instead of tri-planes",
         True,
         _ours("aenerf", {"position_encoding": "hashgrid"}),
     ),
@@ -136,11 +156,11 @@ METHODS: tuple[BenchMethod, ...] = (
     ),
     BenchMethod("ssp-nerf", "ours", "SSP-NeRF: one field with parsing, semantic rays, torso", True, _ours("ssp-nerf")),
     BenchMethod(
-        "aenerf-proposal",
+        "aenerf-paper",
         "ours",
-        "AE-NeRF, fields evaluated once per ray at samples placed by proposal density fields",
+        "AE-NeRF on the paper's engine: two passes of positional MLPs, reference scheme at every sample",
         True,
-        _ours("aenerf", {"ray_sampling": "proposal"}),
+        _ours("aenerf", _paper_engine),
     ),
 )
 """Every method, in table order (a new method goes last: plots colour the n-th method with matplotlib's Cn)."""

@@ -162,6 +162,7 @@ def render_scaling(model, cameras: Cameras, settings: RunSettings, device: str) 
 def run_method(name: str, settings: RunSettings, out_dir: Path) -> dict:
     """Train and score one method; writes `result.json` (last) and `strip.png` into `out_dir`."""
     from aenerf_ns.bench.bench_methods import BY_NAME
+    from aenerf_ns.bench.network_evaluations import network_evaluations
     from aenerf_ns.bench.resource_meter import peak_resident_mb
     from aenerf_ns.evaluation.metric_reports import json_safe
     from aenerf_ns.utils.atomic_io import atomic_save_png, atomic_write_bytes
@@ -174,6 +175,7 @@ def run_method(name: str, settings: RunSettings, out_dir: Path) -> dict:
     model = trained.pipeline.model
     scores = score_heldout(model, trained.cameras, heldout, settings, device)
     scaling = render_scaling(model, trained.cameras, settings, device) if method.in_scaling else []
+    evaluations = network_evaluations(model, trained.cameras[0:1].to(device)) if method.in_scaling else None
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_save_png(out_dir / "strip.png", np.concatenate(scores.pop("_strip"), 1))
     atomic_save_png(out_dir / "truth_strip.png", np.concatenate(scores.pop("_truth_strip"), 1))
@@ -191,6 +193,7 @@ def run_method(name: str, settings: RunSettings, out_dir: Path) -> dict:
         "curve": [asdict(point) for point in trained.curve],
         **scores,
         "scaling": scaling,
+        "network_evaluations": evaluations,
     }
     atomic_write_bytes(out_dir / "result.json", json.dumps(json_safe(result), indent=2).encode())
     return result
