@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 BENCH = [str(Path(sys.executable).parent / "aenerf-bench")]
-METHODS = ("nerfacto", "dnerf", "ssp-nerf")
+METHODS = ("nerfacto", "dnerf", "aenerf", "ssp-nerf")
 STEPS = 5
 
 
@@ -41,6 +41,10 @@ def test_every_method_is_trained_and_scored(bench_run):
         assert all(row["seconds"] > 0 for row in r["scaling"]), name
         assert name in stdout
     assert "Render cost of one frame against image size" in stdout
+    evaluations = report["methods"]["aenerf"]["network_evaluations"]
+    assert evaluations["measured_pixels"] == 64 * 64 and evaluations["points_per_pixel"]["warper"] <= 1.0
+    assert evaluations["total_points"] > evaluations["points"]["field_aa"] > 0
+    assert "Network evaluations per 512x512 frame" in stdout
 
 
 def test_timings_are_ratios_to_nerfacto_from_the_same_run(bench_run):

@@ -42,6 +42,7 @@ SKIPPED_PROGRAMS = {
     "mkdir": "a shell command, run for real by the fine-tuning recipe test",
     "ln": "a shell command, run for real by the fine-tuning recipe test",
     "huggingface-cli": "downloads a model, which needs the internet",
+    "bench.sh": "scripts/gpu/bench.sh: test_gpu_bench.py runs `run` for real (`wheels` needs the package registry)",
 }
 """Programs in the docs that are not this project's command-line tools, and why they are not parsed."""
 

@@ -110,3 +110,27 @@ def test_settings_saved_on_their_former_config_class_reach_the_current_one():
     old = "dm: !!python/object:aenerf_ns.talking_head_datamanager.SemanticDataManagerConfig {}\n"
     loaded = yaml.load(upgrade_python_tags(old), Loader=yaml.Loader)["dm"]
     assert type(loaded).__name__ == "TalkingHeadDataManagerConfig"
+
+
+def test_a_run_saved_before_the_engine_options_keeps_the_papers_engine(sample_dataset, small_model):
+    """A config.yml without the engine settings (written before they existed) gets the engine it was trained
+    with: the model config's own defaults are the paper's, only the presets set the fast engine."""
+    import yaml
+
+    from aenerf_ns.method_configs.aenerf_methods import aenerf_tiny_config
+
+    config = aenerf_tiny_config()
+    config.pipeline.datamanager.data = sample_dataset
+    for key, value in small_model.items():
+        setattr(config.pipeline.model, key, value)
+    engine_keys = ("ray_sampling:", "reference_points:", "position_encoding:", "audio_field_skip_threshold:")
+    text = yaml.dump(config)
+    assert "reference_points: surface" in text
+    old_text = "\n".join(line for line in text.splitlines() if not line.strip().startswith(engine_keys))
+    old = yaml.load(old_text, Loader=yaml.Loader)
+    model = old.pipeline.model
+    engine = (model.ray_sampling, model.reference_points, model.position_encoding)
+    assert engine == ("two-pass", "per-sample", "positional")
+    torch.manual_seed(0)
+    pipeline = old.pipeline.setup(device="cpu", test_mode="val")
+    assert pipeline.model.proposal_sampling is None and "rgb_loss_coarse" in pipeline.get_train_loss_dict(0)[1]
