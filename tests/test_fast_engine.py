@@ -111,9 +111,9 @@ def test_presets_run_the_fast_engine_and_the_paper_row_runs_two_passes(sample_da
     `aenerf-paper` (the paper's engine) runs the reference scheme at every coarse and fine sample."""
     from aenerf_ns.bench.bench_methods import BY_NAME
 
-    warped_points = {}
+    warped_points, configs = {}, {}
     for name in ("aenerf", "aenerf-paper"):
-        config = BY_NAME[name].build(sample_dataset, True, 0.5, 32)
+        config = configs[name] = BY_NAME[name].build(sample_dataset, True, 0.5, 32)
         torch.manual_seed(0)
         pipeline = config.pipeline.setup(device="cpu", test_mode="val")
         counts: list[int] = []
@@ -123,7 +123,7 @@ def test_presets_run_the_fast_engine_and_the_paper_row_runs_two_passes(sample_da
         assert ("rgb_loss_coarse" in losses) == (name == "aenerf-paper"), sorted(losses)
         assert ("interlevel_loss" in losses) == (name == "aenerf")
     assert sum(warped_points["aenerf"]) == 32  # once per ray
-    cfg = BY_NAME["aenerf-paper"].build(sample_dataset, True, 0.5, 32).pipeline.model
+    cfg = configs["aenerf-paper"].pipeline.model
     per_ray_paper = cfg.num_coarse_samples + (cfg.num_coarse_samples + cfg.num_importance_samples)
     assert sum(warped_points["aenerf-paper"]) >= 32 * per_ray_paper  # every coarse and fine sample
 
