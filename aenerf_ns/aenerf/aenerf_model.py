@@ -393,7 +393,7 @@ class AENeRFModel(TalkingHeadModel):
 
     def render_rays(self, ray_bundle: RayBundle) -> dict[str, Tensor]:
         identities, groups = self._ray_identities_and_groups(ray_bundle)
-        codes = self.audio_codes(ray_bundle)
+        codes = self.ray_audio_codes(ray_bundle)
         ref_codes = self.reference_audio_codes() if self.config.use_references else None  # once for every pass
         passes, outputs = self.render_passes(
             ray_bundle,

@@ -1,7 +1,7 @@
 """SSP-NeRF for nerfstudio: one audio-conditioned field for head and torso, with a parsing branch.
 
 Per sample point the model
-1. moves points below the head by the torso deformation (`torso_deformation`), conditioned on the
+1. moves points below the head by the torso deformation (`models/torso_deformation`), conditioned on the
    frame's head pose and a per-frame latent code;
 2. evaluates one field F(x', d, a) for density, colour and parsing-class logits, where `a` is the
    frame's smoothed audio code (the same audio encoder and smoothing as AE-NeRF, `talking_head_model`);
@@ -35,24 +35,14 @@ from aenerf_ns.models.talking_head_model import (
     repeat_per_sample,
     select_rays,
 )
-from aenerf_ns.ssp_nerf.torso_deformation import TorsoDeformation
+from aenerf_ns.models.torso_deformation import TorsoDeformationSettings
 
 
 @dataclass
-class SSPNeRFModelConfig(TalkingHeadModelConfig):
+class SSPNeRFModelConfig(TalkingHeadModelConfig, TorsoDeformationSettings):
     """SSP-NeRF model settings."""
 
     _target: type = field(default_factory=lambda: SSPNeRFModel)
-    use_torso_deformation: bool = True
-    """Deform torso points by head pose and a per-frame latent; False is the "w/o torso deformation" ablation."""
-    torso_latent_dim: int = 8
-    """Size of the per-frame latent code of the torso deformation."""
-    torso_hidden_dim: int = 64
-    """Width of the torso deformation's MLP."""
-    torso_max_offset: float = 0.5
-    """Largest torso offset in head units (about 6 cm)."""
-    torso_gate_height: float = -1.0
-    """Height (head units, y) below which points count as torso; the head above it is never deformed."""
     torso_offset_loss_mult: float = 1e-3
     """Weight of the mean squared torso offset (keeps deformations as small as the data allows)."""
 
@@ -69,15 +59,7 @@ class SSPNeRFModel(TalkingHeadModel):
         self.field = self.make_field(self.audio_dim)
         mean_pose = talking_head_metadata(self.kwargs.get("metadata")).camera_pose_mean
         self.register_buffer("mean_pose", mean_pose.float().reshape(12).clone())
-        self.torso = None
-        if cfg.use_torso_deformation:
-            self.torso = TorsoDeformation(
-                self.num_train_data,
-                latent_dim=cfg.torso_latent_dim,
-                hidden_dim=cfg.torso_hidden_dim,
-                max_offset=cfg.torso_max_offset,
-                gate_height=cfg.torso_gate_height,
-            )
+        self.torso = cfg.torso_deformation(self.num_train_data)
         self.sampler_allocation = torch.full((self.num_classes,), 1.0 / self.num_classes)
         self._class_stats: tuple[Tensor, Tensor] | None = None
         self.viewer_allocation = ViewerText("Ray allocation", "not started", disabled=True,
@@ -142,7 +124,7 @@ class SSPNeRFModel(TalkingHeadModel):
         return result
 
     def render_rays(self, ray_bundle: RayBundle) -> dict[str, Tensor]:
-        codes = self.audio_codes(ray_bundle)
+        codes = self.ray_audio_codes(ray_bundle)
         pose, latents = self._ray_conditions(ray_bundle)
         passes, outputs = self.render_passes(
             ray_bundle,

@@ -1,9 +1,9 @@
-"""Torso deformation (SSP-NeRF): lets head and torso share one radiance field.
+"""Torso deformation (SSP-NeRF's, also moving aenerf-gs's torso Gaussians): head and torso in one model.
 
 Datasets are in head coordinates: the head stays still and the camera moves. The torso does not turn
 with the head, so in these coordinates it moves whenever the head does, which one static field cannot
 represent (two-NeRF systems give the torso its own field and misalign at the neck). Points are therefore
-moved by a learned offset before the field is evaluated:
+moved by a learned offset before the field is evaluated (or, for Gaussians, before they are splatted):
 
     x' = x + gate(x) * max_offset * tanh(MLP(enc(x), pose - mean_pose, latent))
 
@@ -17,6 +17,8 @@ moved by a learned offset before the field is evaluated:
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from jaxtyping import Float
@@ -73,3 +75,31 @@ class TorsoDeformation(nn.Module):
     ) -> Float[Tensor, "P 3"]:
         raw = self.net(torch.cat([self.encoding(positions), relative_pose, latents], -1))
         return self.gate(positions) * self.max_offset * torch.tanh(raw)
+
+
+@dataclass
+class TorsoDeformationSettings:
+    """The torso-deformation options of a model config (SSP-NeRF's and aenerf-gs's take them by inheriting)."""
+
+    use_torso_deformation: bool = True
+    """Deform the torso by head pose and a per-frame latent; False is the "w/o torso deformation" ablation."""
+    torso_latent_dim: int = 8
+    """Size of the per-frame latent code of the torso deformation."""
+    torso_hidden_dim: int = 64
+    """Width of the torso deformation's MLP."""
+    torso_max_offset: float = 0.5
+    """Largest torso offset in head units (about 6 cm)."""
+    torso_gate_height: float = -1.0
+    """Height (head units, y) below which points count as torso; the head above it is never deformed."""
+
+    def torso_deformation(self, num_frames: int) -> TorsoDeformation | None:
+        """The deformation these settings describe, with a latent per training frame (None when switched off)."""
+        if not self.use_torso_deformation:
+            return None
+        return TorsoDeformation(
+            num_frames,
+            latent_dim=self.torso_latent_dim,
+            hidden_dim=self.torso_hidden_dim,
+            max_offset=self.torso_max_offset,
+            gate_height=self.torso_gate_height,
+        )

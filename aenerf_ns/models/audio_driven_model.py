@@ -1,0 +1,211 @@
+"""What every audio-driven talking-head model here shares, whatever it renders with (rays or Gaussians).
+
+- the audio path: the clip's feature table (swapped for a new track by `set_audio_track` when rendering), the
+  audio encoder and the smoothing of codes over neighbouring frames (`audio_codes`), and the viewer's audio
+  controls;
+- the identities' static background plates, and compositing over them (`finish_camera_outputs`);
+- the parsing classes (buffers of their colours and of the audio region's ids) and the parsing cross-entropy;
+- the evaluation metrics (PSNR, SSIM, lower-face, torso and mouth-area PSNR/MSE, parsing accuracy) that
+  `aenerf-render`, `aenerf-eval` and the benchmarks rely on for every method.
+
+The NeRF methods build on `talking_head_model.TalkingHeadModel` (rays through fields); the Gaussian method on
+this class directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from nerfstudio.cameras.cameras import Cameras
+from nerfstudio.model_components import renderers
+from nerfstudio.models.base_model import Model, ModelConfig
+from nerfstudio.utils import colormaps
+from torch import Tensor
+
+from aenerf_ns.audio.audio_encoder import AudioEncoder
+from aenerf_ns.audio.audio_smoothing import AudioSmoother, clip_bounds, neighbour_rows
+from aenerf_ns.data.parsing_labels import AUDIO_REGION_LABELS, LABEL_COLORS, LABEL_NAMES, MOUTH_INTERIOR, TORSO
+from aenerf_ns.data.talking_head_metadata import talking_head_metadata
+from aenerf_ns.models.viewer_audio import ViewerAudio
+from aenerf_ns.utils.image_metrics import masked_psnr, psnr, ssim
+
+MOUTH_MARGIN_PX = 2
+"""The mouth area scored by `mouth_psnr`/`mouth_mse`: the mouth interior grown by this many pixels (the lips)."""
+
+
+def mouth_area(labels: Tensor) -> Tensor:
+    """Mouth interior plus a `MOUTH_MARGIN_PX` band around it (lips), as a boolean (H, W) map."""
+    inside = (labels == MOUTH_INTERIOR).float()[None, None]
+    k = 2 * MOUTH_MARGIN_PX + 1
+    return F.max_pool2d(inside, k, stride=1, padding=MOUTH_MARGIN_PX)[0, 0] > 0
+
+
+@dataclass
+class AudioDrivenModelConfig(ModelConfig):
+    """Settings every talking-head model has: the audio conditioning and the parsing loss."""
+
+    _target: type = field(default_factory=lambda: AudioDrivenModel)
+    audio_code_dim: int = 64
+    """Size of the audio code that conditions the model."""
+    audio_smoothing_radius: int = 4
+    """Neighbouring frames on each side mixed into a frame's audio code; 0 turns smoothing off."""
+    use_audio: bool = True
+    """Condition on audio at all; False makes an audio-blind model."""
+    parsing_loss_mult: float = 0.05
+    """Weight of the parsing cross-entropy on the rendered parsing probabilities (background = 1 - opacity)."""
+
+
+class AudioDrivenModel(Model):
+    """See the module docstring. Subclasses build what renders after `super().populate_modules()`."""
+
+    config: AudioDrivenModelConfig
+
+    def populate_modules(self) -> None:
+        super().populate_modules()
+        cfg = self.config
+        meta = talking_head_metadata(self.kwargs.get("metadata"))
+        window, feature_dim = meta.audio_feature_shape
+        self.num_classes = len(LABEL_NAMES)
+        audio_dim = cfg.audio_code_dim if cfg.use_audio else 0
+        self.audio_dim = audio_dim
+
+        # audio: feature table (non-persistent: a render swaps in its own track), encoder, smoothing
+        self.register_buffer("audio_table", meta.audio_features.float().clone(), persistent=False)
+        first, last = clip_bounds(meta.audio_segments)
+        self.register_buffer("audio_first", first, persistent=False)
+        self.register_buffer("audio_last", last, persistent=False)
+        self.register_buffer("default_audio", meta.default_audio.float().clone())
+        self.audio_encoder = AudioEncoder(window, feature_dim, audio_dim) if audio_dim else None
+        self._viewer_audio = None
+        if audio_dim:  # live-viewer controls: which audio frame (or file) drives the render
+            self._viewer_audio = ViewerAudio(self, meta.audio_feature_config, meta.fps)
+            for name, element in self._viewer_audio.elements().items():
+                setattr(self, name, element)
+        self.audio_smoother = (
+            AudioSmoother(audio_dim, cfg.audio_smoothing_radius) if audio_dim and cfg.audio_smoothing_radius else None
+        )
+
+        plates = meta.background_images
+        if plates is None:
+            plates = torch.zeros(len(meta.identities), 1, 1, 3, dtype=torch.uint8)
+        self.register_buffer("background_plates", plates.clone())
+
+        self.register_buffer("label_colors", torch.tensor(LABEL_COLORS, dtype=torch.float32) / 255.0)
+        self.register_buffer("region_ids", torch.tensor(AUDIO_REGION_LABELS))
+        other = [c for c in range(1, self.num_classes) if c not in AUDIO_REGION_LABELS]
+        self.register_buffer("other_ids", torch.tensor(other))
+
+    # ------------------------------------------------------------------ audio
+    def set_audio_track(self, features: Float[Tensor, "T window dim"]) -> None:
+        """Replace the audio-feature table (e.g. with a new speech track for rendering); one clip."""
+        table = features.reshape(features.shape[0], -1).to(self.audio_table)
+        if table.shape[1] != self.audio_table.shape[1]:
+            raise ValueError(
+                f"audio features have {table.shape[1]} values per frame, the model was trained with "
+                f"{self.audio_table.shape[1]}: compute them with the training run's audio settings"
+            )
+        self.audio_table = table
+        self.audio_first, self.audio_last = clip_bounds(torch.zeros(len(table), dtype=torch.long, device=table.device))
+
+    def _encode_windows(self, windows: Float[Tensor, "B K flat"]) -> Float[Tensor, "B code"]:
+        assert self.audio_encoder is not None
+        b, k, _ = windows.shape
+        codes = self.audio_encoder(windows.reshape(b * k, -1)).reshape(b, k, -1)
+        if self.audio_smoother is None:
+            return codes[:, k // 2]
+        return self.audio_smoother(codes)[0]
+
+    def _radius(self) -> int:
+        return self.audio_smoother.radius if self.audio_smoother is not None else 0
+
+    def audio_codes(self, metadata: dict | None, count: int) -> Float[Tensor, "count code"] | None:
+        """Audio codes of `count` rays or cameras from their metadata: each one's frame's table row, smoothed over
+        neighbouring frames. Without an `audio_index` (a viewer camera): the frame chosen in the viewer's audio
+        controls, else the clip average. None for an audio-blind model."""
+        if self.audio_encoder is None:
+            return None
+        metadata = metadata or {}
+        if "audio_index" not in metadata:
+            windows = self._viewer_audio.windows(self._radius()) if self._viewer_audio is not None else None
+            if windows is None:
+                windows = self.default_audio[None, None].expand(1, 2 * self._radius() + 1, -1)
+            return self._encode_windows(windows).expand(count, -1)
+        rows = metadata["audio_index"].reshape(-1).round().long().clamp(0, self.audio_table.shape[0] - 1)
+        uniq, inverse = torch.unique(rows, return_inverse=True)
+        windows = self.audio_table[neighbour_rows(uniq, self._radius(), self.audio_first, self.audio_last)]
+        return self._encode_windows(windows)[inverse]
+
+    # ------------------------------------------------------------------ backgrounds and losses
+    def _composite(self, rgb: Tensor, accumulation: Tensor, background: Tensor) -> Tensor:
+        return rgb + (1.0 - accumulation) * background
+
+    def _batch_background(self, batch: dict[str, Tensor], like: Tensor) -> Tensor:
+        if "background" not in batch:
+            return torch.zeros_like(like)
+        return batch["background"].to(like.device).float() / 255.0
+
+    def parsing_nll(self, probs: Float[Tensor, "*batch classes"], labels: Tensor) -> Tensor:
+        """Cross-entropy of rendered parsing probabilities (background included) against label ids."""
+        return F.nll_loss(torch.log(probs.reshape(-1, self.num_classes).clamp_min(1e-6)), labels.reshape(-1).long())
+
+    def plate_for(self, height: int, width: int, identity: int = 0) -> Float[Tensor, "height width 3"]:
+        """The identity's background plate resized to an image size, as floats in [0, 1]."""
+        plate = self.background_plates[identity].float() / 255.0
+        if plate.shape[:2] != (height, width):
+            plate = F.interpolate(
+                plate.permute(2, 0, 1)[None], size=(height, width), mode="bilinear", align_corners=False
+            )
+            plate = plate[0].permute(1, 2, 0)
+        return plate
+
+    @staticmethod
+    def camera_identity(camera: Cameras) -> int:
+        """The identity index a camera's metadata names (0 when it names none, as a viewer camera)."""
+        if camera.metadata is not None and "identity" in camera.metadata:
+            return int(camera.metadata["identity"].reshape(-1)[0].round())
+        return 0
+
+    def finish_camera_outputs(self, outputs: dict[str, Tensor], camera: Cameras) -> dict[str, Tensor]:
+        """A whole camera's foreground outputs composited over the identity's plate: `rgb` (composited),
+        `rgb_foreground`, and `parsing` coloured by class; training-only outputs removed."""
+        h, w = outputs["rgb"].shape[:2]
+        identity = min(max(self.camera_identity(camera), 0), self.background_plates.shape[0] - 1)
+        plate = self.plate_for(h, w, identity).to(outputs["rgb"].device)
+        if renderers.BACKGROUND_COLOR_OVERRIDE is not None:  # the viewer's crop colour, blended in by the renderer
+            plate = torch.zeros_like(plate)
+        outputs["rgb_foreground"] = outputs["rgb"]
+        outputs["rgb"] = self._composite(outputs["rgb"], outputs["accumulation"], plate)
+        outputs["parsing"] = self.label_colors.to(plate.device)[outputs["parsing_probs"].argmax(-1)]
+        for key in list(outputs):
+            if key.endswith("_coarse") or key == "ray_group":
+                outputs.pop(key)
+        return outputs
+
+    def get_image_metrics_and_images(
+        self, outputs: dict[str, Tensor], batch: dict[str, Tensor]
+    ) -> tuple[dict[str, float], dict[str, Tensor]]:
+        gt = batch["image"].to(outputs["rgb"].device)[..., :3]
+        pred = outputs["rgb"]
+        metrics = {"psnr": float(psnr(pred, gt)), "ssim": float(ssim(pred, gt))}
+        if "audio_region" in batch:
+            region = batch["audio_region"].to(pred.device)[..., 0].bool()
+            if region.any():
+                metrics["lower_face_psnr"] = float(masked_psnr(pred, gt, region))
+                metrics["lower_face_mse"] = float(((pred - gt)[region] ** 2).mean())
+        if "parsing" in batch:
+            labels = batch["parsing"].to(pred.device)[..., 0].long()
+            metrics["parsing_accuracy"] = float((outputs["parsing_probs"].argmax(-1) == labels).float().mean())
+            for name, region in (("torso", labels == TORSO), ("mouth", mouth_area(labels))):
+                if region.any():
+                    metrics[f"{name}_psnr"] = float(masked_psnr(pred, gt, region))
+                    metrics[f"{name}_mse"] = float(((pred - gt)[region] ** 2).mean())
+        depth = colormaps.apply_depth_colormap(outputs["depth"], accumulation=outputs["accumulation"])
+        images = {
+            "img": torch.cat([gt, pred, (pred - gt).abs().clamp(0, 1)], dim=1),
+            "parsing": outputs["parsing"],
+            "depth": depth,
+        }
+        return metrics, images
