@@ -11,15 +11,27 @@ import torch
 from PIL import Image
 
 
-@pytest.fixture
-def viewer_model(sample_dataset, small_model):
-    from aenerf_ns.aenerf.aenerf_model import AENeRFModelConfig
+@pytest.fixture(params=["aenerf", "aenerf-gs"])
+def viewer_model(request, sample_dataset, small_model):
+    """An untrained model of each method (aenerf-gs with a random audio deformation, as after training) and a
+    viewer camera."""
     from aenerf_ns.data.talking_head_dataparser import TalkingHeadDataParserConfig
 
     outputs = TalkingHeadDataParserConfig(data=sample_dataset).setup().get_dataparser_outputs("train")
-    model = AENeRFModelConfig(**small_model).setup(
+    if request.param == "aenerf":
+        from aenerf_ns.aenerf.aenerf_model import AENeRFModelConfig
+
+        config = AENeRFModelConfig(**small_model)
+    else:
+        from aenerf_ns.gaussians.gaussian_model import GaussianTalkingHeadModelConfig
+
+        config = GaussianTalkingHeadModelConfig(num_gaussians=800, audio_code_dim=8, audio_hidden_dim=16)
+    torch.manual_seed(0)
+    model = config.setup(
         scene_box=outputs.scene_box, num_train_data=len(outputs.image_filenames), metadata=outputs.metadata
     )
+    if request.param == "aenerf-gs":
+        torch.nn.init.normal_(model.audio_deformation.net[-1].weight, std=0.5)
     model.eval()
     camera = outputs.cameras[0:1]
     camera.metadata = None  # the viewer's cameras carry no audio

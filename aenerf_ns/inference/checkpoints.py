@@ -34,7 +34,7 @@ def read_run_config(config_path: Path):
 
 
 def is_audio_driven(config) -> bool:
-    """Whether the run's model can be driven by a new audio track (AE-NeRF, SSP-NeRF)."""
+    """Whether the run's model can be driven by a new audio track (AE-NeRF, SSP-NeRF, aenerf-gs)."""
     model_class = getattr(config.pipeline.model, "_target", None)
     return callable(getattr(model_class, "set_audio_track", None))
 
@@ -90,7 +90,7 @@ def load_trained_pipeline(
     if require_audio_driven and not is_audio_driven(config):
         raise CheckpointError(
             f"{config_path} is a run of method {config.method_name!r}, which has no audio input: pass the "
-            "config.yml of an aenerf, aenerf-tiny, ssp-nerf or ssp-nerf-tiny run"
+            "config.yml of an aenerf, ssp-nerf or aenerf-gs run (or of their -tiny presets)"
         )
     ckpt_path, step = latest_checkpoint(checkpoint_dir(config_path, config), load_step)
     if data is not None:
@@ -115,6 +115,11 @@ def load_trained_pipeline(
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     except Exception as exc:
         raise CheckpointError(f"checkpoint {ckpt_path} is damaged or unreadable: {exc}") from exc
-    pipeline.load_pipeline(state["pipeline"], state["step"])
+    try:
+        pipeline.load_pipeline(state["pipeline"], state["step"])
+    except (RuntimeError, ValueError) as exc:
+        raise CheckpointError(
+            f"checkpoint {ckpt_path} does not fit the run's model ({config.method_name}): {exc}"
+        ) from exc
     pipeline.eval()
     return config, pipeline, ckpt_path, step

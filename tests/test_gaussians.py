@@ -1,0 +1,251 @@
+"""aenerf-gs: seeding from the dataset, the audio/non-audio split, densification, checkpoints, and the method
+end to end through ns-train, aenerf-render and aenerf-eval."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from aenerf_ns.data.dataset_format import DatasetFormatError
+from aenerf_ns.data.parsing_labels import AUDIO_REGION_LABELS, BACKGROUND, FACE_LOWER, FACE_UPPER, MOUTH_INTERIOR
+
+VENV_BIN = Path(sys.executable).parent
+GS_SMALL = dict(num_gaussians=800, audio_code_dim=8, audio_hidden_dim=32, torso_hidden_dim=16, torso_latent_dim=4)
+"""aenerf-gs model settings small enough for a model test to run in a second on a CPU."""
+
+
+def _train_metadata(data: Path):
+    from aenerf_ns.data.talking_head_dataparser import TalkingHeadDataParserConfig
+    from aenerf_ns.data.talking_head_metadata import talking_head_metadata
+
+    outputs = TalkingHeadDataParserConfig(data=data).setup().get_dataparser_outputs("train")
+    return outputs, talking_head_metadata(outputs.metadata)
+
+
+def _model(data: Path, **settings):
+    from aenerf_ns.gaussians.gaussian_model import GaussianTalkingHeadModelConfig
+
+    outputs, _ = _train_metadata(data)
+    torch.manual_seed(0)
+    config = GaussianTalkingHeadModelConfig(**{**GS_SMALL, **settings})
+    return config.setup(
+        scene_box=outputs.scene_box, num_train_data=len(outputs.image_filenames), metadata=outputs.metadata
+    ), outputs
+
+
+def _relabel(data: Path, mapping: dict[int, int]) -> None:
+    """Rewrite every parsing map of a dataset copy, replacing label ids by `mapping`."""
+    for path in (data / "parsing").glob("*.png"):
+        labels = np.array(Image.open(path))
+        for old, new in mapping.items():
+            labels[labels == old] = new
+        Image.fromarray(labels).save(path)
+
+
+def test_seed_points_lie_on_the_person_and_weight_the_audio_region(sample_dataset):
+    from aenerf_ns.gaussians.initial_gaussians import seed_points
+
+    _, meta = _train_metadata(sample_dataset)
+    seeds = seed_points(meta, 400, frames=4, audio_region_weight=3.0)
+    assert seeds.positions.shape == (400, 3) and torch.isfinite(seeds.positions).all()
+    assert (seeds.labels != BACKGROUND).all()
+    # head points around the head centre (about one unit in radius), none behind the cameras
+    head = seeds.labels != 1
+    assert seeds.positions[head].norm(dim=-1).median() < 1.6
+    assert (seeds.positions[:, 2] < 3.0).all()
+    # the audio region is drawn about three times as often as its share of the pixels
+    region = torch.isin(seeds.labels, torch.tensor(AUDIO_REGION_LABELS)).float().mean()
+    uniform = seed_points(meta, 400, frames=4, audio_region_weight=1.0)
+    plain = torch.isin(uniform.labels, torch.tensor(AUDIO_REGION_LABELS)).float().mean()
+    assert region > 1.8 * plain
+    assert (seeds.spacing > 0).all() and (seeds.spacing <= 0.1).all()
+    # colours come from the frames: lower-face points are skin-like, not the background's
+    assert seeds.colors.shape == (400, 3) and 0 <= float(seeds.colors.min()) and float(seeds.colors.max()) <= 1
+
+
+def test_parsing_maps_without_a_person_or_without_a_mouth_are_refused(dataset_copy):
+    from aenerf_ns.gaussians.initial_gaussians import seed_points
+
+    _relabel(dataset_copy, {FACE_LOWER: FACE_UPPER, MOUTH_INTERIOR: FACE_UPPER})
+    _, meta = _train_metadata(dataset_copy)
+    with pytest.raises(DatasetFormatError, match="no face_lower and mouth_interior pixels"):
+        seed_points(meta, 100)
+    _relabel(dataset_copy, {label: BACKGROUND for label in range(1, 6)})
+    _, meta = _train_metadata(dataset_copy)
+    with pytest.raises(DatasetFormatError, match="mark \\(almost\\) no person"):
+        seed_points(meta, 100)
+
+
+def test_several_identities_are_refused(tmp_path):
+    from aenerf_ns.gaussians.initial_gaussians import seed_points
+    from aenerf_ns.synthetic.synthetic_dataset import write_synthetic_sample
+
+    write_synthetic_sample(tmp_path, identities=2, seconds=1.0, resolution=24)
+    _, meta = _train_metadata(tmp_path)
+    with pytest.raises(DatasetFormatError, match="models one person, but the data holds 2 identities"):
+        seed_points(meta, 100)
+
+
+def test_audio_moves_only_the_audio_region_gaussians(sample_dataset):
+    model, outputs = _model(sample_dataset)
+    model.eval()
+    member = model.audio_member
+    assert 0 < int(member.sum()) < len(member)
+    for layer in (model.audio_deformation.net[-1],):  # trained networks are not the zero-initialised identity
+        torch.nn.init.normal_(layer.weight, std=0.5)
+    camera = outputs.cameras[10:11]
+    frames = []
+    for row in (5.0, 40.0):
+        camera.metadata = {"audio_index": torch.tensor([[row]]), "identity": torch.tensor([[0.0]])}
+        with torch.no_grad():
+            frames.append(model._frame_gaussians(camera))
+    moved_any = torch.zeros_like(member)
+    for key in ("means", "quats", "scales", "opacities", "colors"):
+        change = (frames[0][key] - frames[1][key]).abs().reshape(len(member), -1).amax(-1)
+        assert (change[~member] == 0).all(), f"{key} of non-audio Gaussians changed with the audio"
+        moved_any |= change > 1e-6
+    assert moved_any[member].float().mean() > 0.9, "the audio moves the audio-region Gaussians"
+    # and the render changes only where the audio-region Gaussians are: in the lower half of the face
+    camera.metadata = {"audio_index": torch.tensor([[5.0]]), "identity": torch.tensor([[0.0]])}
+    a = model.get_outputs_for_camera(camera)
+    camera.metadata = {"audio_index": torch.tensor([[40.0]]), "identity": torch.tensor([[0.0]])}
+    b = model.get_outputs_for_camera(camera)
+    assert (a["rgb"] - b["rgb"]).abs().max() > 1e-3
+
+
+def test_audio_blind_model_has_no_audio_deformation(sample_dataset):
+    model, outputs = _model(sample_dataset, use_audio=False)
+    assert model.audio_deformation is None
+    with torch.no_grad():
+        result = model.get_outputs_for_camera(outputs.cameras[0:1])
+    assert result["rgb"].shape == (48, 48, 3)
+
+
+def test_viewer_camera_without_audio_renders_every_output(sample_dataset):
+    model, outputs = _model(sample_dataset)
+    camera = outputs.cameras[0:1]
+    camera.metadata = None
+    with torch.no_grad():
+        result = model.get_outputs_for_camera(camera)
+    for key in ("rgb", "rgb_foreground", "depth", "accumulation", "parsing", "parsing_probs", "audio_region"):
+        assert result[key].shape[:2] == (48, 48), key
+        assert torch.isfinite(result[key]).all(), key
+    assert torch.allclose(result["parsing_probs"].sum(-1), torch.ones(48, 48), atol=1e-4)
+    assert result["accumulation"].max() > 0.5, "the seeded Gaussians cover the person"
+
+
+def test_densification_keeps_the_audio_labels_with_their_gaussians(sample_dataset):
+    """Cloning, splitting and pruning (gsplat's strategy) carry each Gaussian's audio-region label along."""
+    from aenerf_ns.gaussians.densification import Densification, DensificationConfig
+
+    model, _ = _model(sample_dataset)
+    params = model.gauss_params
+    optimizers = {name: torch.optim.Adam([p], lr=1e-3) for name, p in params.items()}
+    n = model.num_gaussians
+    member = model.audio_member.clone()
+    colors_before = params["colors"].detach().clone()
+    densify = Densification(DensificationConfig(refine_start=0, refine_every=1, grow_grad2d=1e-3))
+    means2d = torch.zeros(1, n, 2, requires_grad=True)
+    info = {"means2d": means2d, "radii": torch.ones(1, n, dtype=torch.int32), "width": 48, "height": 48,
+            "n_cameras": 1, "gaussian_ids": None}  # fmt: skip
+    densify.before_backward(params, optimizers, 1, info)
+    grow = torch.arange(n) % 7 == 0  # every seventh Gaussian has a large screen-space gradient
+    (means2d * grow[None, :, None].float()).sum().backward()
+    with torch.no_grad():
+        params["opacities"][torch.arange(n) % 11 == 5] = -10.0  # nearly transparent: pruned
+    carried = densify.after_backward(params, optimizers, 1, info, {"audio_member": member})
+    labels = carried["audio_member"]
+    assert len(labels) == len(params["means"]) == len(params["semantics"]) != n
+    assert optimizers["means"].param_groups[0]["params"][0] is params["means"]
+    # clones and split halves copy their parent's colour: every Gaussian keeps its parent's label
+    parent_label = {}
+    for color, label in zip(colors_before.tolist(), member.tolist()):
+        parent_label.setdefault(tuple(color), set()).add(label)
+    for color, label in zip(params["colors"].detach().tolist(), labels.tolist()):
+        assert parent_label[tuple(color)] == {label} or len(parent_label[tuple(color)]) > 1
+    assert labels.sum() > 0 and (~labels).sum() > 0
+    assert "audio_member" not in densify.state
+
+
+def test_checkpoint_of_another_method_is_refused(sample_dataset):
+    from aenerf_ns.gaussians.gaussian_model import WrongCheckpointError
+
+    model, _ = _model(sample_dataset)
+    state = {"field_aa.mlp.0.weight": torch.zeros(3, 3)}
+    with pytest.raises(WrongCheckpointError, match="not written by aenerf-gs"):
+        model.load_state_dict(state)
+
+
+def test_loading_a_checkpoint_resizes_the_gaussians_in_place(sample_dataset):
+    model, outputs = _model(sample_dataset)
+    other, _ = _model(sample_dataset, num_gaussians=500)
+    means = model.gauss_params["means"]
+    model.load_state_dict(other.state_dict())
+    assert model.gauss_params["means"] is means, "optimizers built before loading keep the same parameters"
+    assert model.num_gaussians == 500 and len(model.audio_member) == 500
+    assert torch.equal(model.audio_member, other.audio_member)
+    with torch.no_grad():
+        a = model.get_outputs_for_camera(outputs.cameras[3:4])["rgb"]
+        b = other.get_outputs_for_camera(outputs.cameras[3:4])["rgb"]
+    assert torch.allclose(a, b)
+
+
+@pytest.fixture(scope="module")
+def gs_run(sample_dataset, ns_train, tmp_path_factory) -> Path:
+    """config.yml of an 8-step `ns-train aenerf-gs-tiny` run that densifies twice on the way."""
+    root = tmp_path_factory.mktemp("gs_run")
+    cmd = ns_train(sample_dataset, root / "runs", iterations=8, method="aenerf-gs-tiny")
+    cmd = [c for c in cmd if c not in ("--pipeline.datamanager.train-num-rays-per-batch", "64")]
+    cmd += ["--pipeline.model.num-gaussians", "1500", "--pipeline.model.densification.refine-start", "2"]
+    cmd += ["--pipeline.model.densification.refine-every", "3", "--pipeline.model.densification.grow-grad2d", "1e-6"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=root)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    (config,) = root.glob("runs/*/aenerf-gs-tiny/*/config.yml")
+    return config
+
+
+@pytest.mark.slow
+def test_ns_train_then_render_with_new_audio_and_evaluate(gs_run, speech_wav, tmp_path):
+    state = torch.load(next(gs_run.parent.glob("nerfstudio_models/step-*.ckpt")), weights_only=False)
+    assert state["pipeline"]["_model.gauss_params.means"].shape[0] != 1500, "training grew or pruned Gaussians"
+
+    out = tmp_path / "talk.mp4"
+    cmd = [str(VENV_BIN / "aenerf-render"), "--load-config", str(gs_run), "--audio", str(speech_wav)]
+    cmd += ["--output-path", str(out), "--max-seconds", "20"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    from aenerf_ns.inference.video_io import probe_media
+
+    info = probe_media(out)
+    assert (info.video_codec, info.audio_codec) == ("h264", "aac")
+    assert info.num_frames == 13 * 25 and (info.width, info.height) == (48, 48)
+
+    cmd = [str(VENV_BIN / "aenerf-eval"), "--load-config", str(gs_run), "--output-dir", str(tmp_path / "eval")]
+    run = subprocess.run(cmd + ["--max-frames", "15"], capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    for key in ("psnr", "ssim", "lower_face_psnr", "parsing_accuracy"):
+        assert isinstance(report[key], float) and np.isfinite(report[key]), key
+
+
+def test_render_refuses_a_checkpoint_of_another_method(gs_run, tiny_run, speech_wav, tmp_path):
+    """A run folder whose checkpoint was written by another method (here: AE-NeRF's) is reported, not loaded."""
+    import shutil
+
+    from aenerf_ns.inference.checkpoints import CheckpointError, load_trained_pipeline
+
+    run = tmp_path / "run"
+    shutil.copytree(gs_run.parent, run)
+    for ckpt in (run / "nerfstudio_models").glob("*.ckpt"):
+        ckpt.unlink()
+    (aenerf_ckpt,) = tiny_run.parent.glob("nerfstudio_models/step-*.ckpt")
+    shutil.copy(aenerf_ckpt, run / "nerfstudio_models" / aenerf_ckpt.name)
+    with pytest.raises(CheckpointError, match="not written by aenerf-gs"):
+        load_trained_pipeline(run / "config.yml")
