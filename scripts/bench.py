@@ -1,7 +1,8 @@
 """`aenerf-bench`: every method trained and scored on the same data with the same budget, in one run.
 
 Methods: nerfstudio's nerfacto (static) and D-NeRF (time-conditioned), both audio-blind; AE-NeRF with
-positional-encoding and hash-grid fields; four AE-NeRF ablations; SSP-NeRF (see `bench_methods`). Each
+tri-plane and hash-grid fields, four of its ablations and its paper engine; SSP-NeRF; the Gaussian-splatting
+aenerf-gs (see `bench_methods`). Each
 trains in a process of its own under the same step or wall-clock budget and is scored by the same code on
 the same held-out frames (`bench_run`).
 
@@ -57,7 +58,8 @@ gpu: 512 px, full-size methods, 40k steps each (the paper's scale)."""
 
 @dataclass
 class BenchArgs:
-    """Train and score nerfacto, D-NeRF, AE-NeRF (both fields), its ablations and SSP-NeRF on the same data."""
+    """Train and score nerfacto, D-NeRF, AE-NeRF (both fields), its ablations, SSP-NeRF and aenerf-gs on the same
+    data."""
 
     preset: Literal["cpu-small", "gpu"] = "cpu-small"
     """cpu-small: 64 px synthetic clip, CPU presets, 75 s of training per method. gpu: 512 px, full-size

@@ -1,4 +1,4 @@
-"""aenerf-bench: one run through the CLI (three methods, a few steps), its reuse, and its measuring parts."""
+"""aenerf-bench: one run through the CLI (five methods, a few steps), its reuse, and its measuring parts."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 BENCH = [str(Path(sys.executable).parent / "aenerf-bench")]
-METHODS = ("nerfacto", "dnerf", "aenerf", "ssp-nerf")
+METHODS = ("nerfacto", "dnerf", "aenerf", "ssp-nerf", "aenerf-gs")
 STEPS = 5
 
 
@@ -45,6 +45,7 @@ def test_every_method_is_trained_and_scored(bench_run):
     assert evaluations["measured_pixels"] == 64 * 64 and evaluations["points_per_pixel"]["warper"] <= 1.0
     assert evaluations["total_points"] > evaluations["points"]["field_aa"] > 0
     assert "Network evaluations per 512x512 frame" in stdout
+    assert report["methods"]["aenerf-gs"]["network_evaluations"] is None, "splatting evaluates no networks per ray"
 
 
 def test_timings_are_ratios_to_nerfacto_from_the_same_run(bench_run):

@@ -2,7 +2,8 @@
 
 Peers are nerfstudio's own methods (audio-blind); ours are AE-NeRF (its presets' fast engine, with tri-plane or
 hash-grid fields), its ablations (each switches off one of the paper's components, or the audio itself), SSP-NeRF,
-and AE-NeRF on the paper's engine (two passes of the fields, the reference scheme at every sample). `small`
+AE-NeRF on the paper's engine (two passes of the fields, the reference scheme at every sample) and aenerf-gs (Gaussian
+splatting with AE-NeRF's audio and non-audio split). `small`
 selects the CPU presets (the `-tiny` methods and shrunken peers), otherwise the full-size GPU configurations.
 Our methods' configs are copies of those registered with nerfstudio (this package's entry points), like the
 peers'.
@@ -31,17 +32,24 @@ class BenchMethod:
     """Measured in the render-cost-versus-resolution table (ablations share their parent's cost)."""
     build: Callable[[Path, bool, float, int], object]
     """(data, small, train_fraction, rays per batch) -> TrainerConfig."""
+    ray_based: bool = True
+    """Renders by evaluating networks along camera rays, so its network evaluations per frame are counted (a
+    Gaussian splatting method runs its networks per Gaussian and spends its time rasterizing)."""
 
 
 OUR_PRESETS: dict[str, tuple[str, str]] = {
     "aenerf": ("aenerf", "aenerf-tiny"),
     "ssp-nerf": ("ssp-nerf", "ssp-nerf-tiny"),
+    "aenerf-gs": ("aenerf-gs", "aenerf-gs-tiny"),
 }
 """Our methods -> their registered nerfstudio names (full size, CPU preset)."""
 
 
+OurMethod = Literal["aenerf", "ssp-nerf", "aenerf-gs"]
+
+
 def our_method_config(
-    method: Literal["aenerf", "ssp-nerf"],
+    method: OurMethod,
     data: Path,
     small: bool = True,
     train_fraction: float = 0.5,
@@ -51,8 +59,8 @@ def our_method_config(
 ):
     """A copy of `method`'s registered TrainerConfig (its CPU preset when `small`) training on `data`.
 
-    `rays` sets the rays per batch (None: the preset's); `model` and `sampler` override fields of the
-    model config and of the pixel sampler config.
+    `rays` sets the rays per batch (None: the preset's; methods that train on whole frames have none); `model` and
+    `sampler` override fields of the model config and of the pixel sampler config.
     """
     from nerfstudio.configs.method_configs import all_methods
 
@@ -65,10 +73,11 @@ def our_method_config(
     datamanager = config.pipeline.datamanager
     datamanager.data = datamanager.dataparser.data = Path(data)
     datamanager.dataparser.train_fraction = train_fraction
-    if rays is not None:
+    if rays is not None and hasattr(datamanager, "train_num_rays_per_batch"):
         datamanager.train_num_rays_per_batch = datamanager.eval_num_rays_per_batch = rays
     _override(config.pipeline.model, model or {})
-    _override(datamanager.pixel_sampler, sampler or {})
+    if sampler:
+        _override(datamanager.pixel_sampler, sampler)
     return config
 
 
@@ -81,7 +90,7 @@ def _override(target, values: dict) -> None:
 
 
 def _ours(
-    method: Literal["aenerf", "ssp-nerf"],
+    method: OurMethod,
     model: dict | Callable[[bool], dict] | None = None,
     sampler: dict | None = None,
 ):
@@ -161,6 +170,14 @@ METHODS: tuple[BenchMethod, ...] = (
         "AE-NeRF on the paper's engine: two passes of positional MLPs, reference scheme at every sample",
         True,
         _ours("aenerf", _paper_engine),
+    ),
+    BenchMethod(
+        "aenerf-gs",
+        "ours",
+        "aenerf-gs: Gaussian splatting, audio-driven lower-face Gaussians, the rest audio-free",
+        True,
+        _ours("aenerf-gs"),
+        ray_based=False,
     ),
 )
 """Every method, in table order (a new method goes last: plots colour the n-th method with matplotlib's Cn)."""

@@ -175,7 +175,8 @@ def run_method(name: str, settings: RunSettings, out_dir: Path) -> dict:
     model = trained.pipeline.model
     scores = score_heldout(model, trained.cameras, heldout, settings, device)
     scaling = render_scaling(model, trained.cameras, settings, device) if method.in_scaling else []
-    evaluations = network_evaluations(model, trained.cameras[0:1].to(device)) if method.in_scaling else None
+    counted = method.in_scaling and method.ray_based
+    evaluations = network_evaluations(model, trained.cameras[0:1].to(device)) if counted else None
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_save_png(out_dir / "strip.png", np.concatenate(scores.pop("_strip"), 1))
     atomic_save_png(out_dir / "truth_strip.png", np.concatenate(scores.pop("_truth_strip"), 1))
