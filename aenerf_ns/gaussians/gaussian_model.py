@@ -36,7 +36,7 @@ from aenerf_ns.gaussians.initial_gaussians import seed_points
 from aenerf_ns.gaussians.splatting import Backend, splat, world_to_camera
 from aenerf_ns.models.audio_driven_model import AudioDrivenModel, AudioDrivenModelConfig
 from aenerf_ns.models.torso_deformation import TorsoDeformationSettings
-from aenerf_ns.utils.image_metrics import ssim
+from aenerf_ns.utils.image_metrics import psnr, ssim
 
 GAUSSIAN_PARAMETERS = ("means", "scales", "quats", "opacities", "colors", "semantics")
 """The per-Gaussian parameters, each with an optimizer of its own (gsplat's strategy rewrites them)."""
@@ -116,7 +116,7 @@ class GaussianTalkingHeadModel(AudioDrivenModel):
                 cfg.audio_num_layers,
                 cfg.audio_num_frequencies,
                 cfg.audio_max_offset,
-            )  # fmt: skip
+            )
             if self.audio_dim
             else None
         )
@@ -125,6 +125,7 @@ class GaussianTalkingHeadModel(AudioDrivenModel):
         self._optimizers: dict = {}
         self._step = 0
         self._info: dict | None = None
+        self._crop: OrientedBox | None = None  # the viewer's crop box while it renders
 
     @property
     def num_gaussians(self) -> int:
@@ -248,8 +249,6 @@ class GaussianTalkingHeadModel(AudioDrivenModel):
             "audio_offsets": gaussians["audio_offsets"],
         }
 
-    _crop: OrientedBox | None = None
-
     @torch.no_grad()
     def get_outputs_for_camera(self, camera: Cameras, obb_box: OrientedBox | None = None) -> dict[str, Tensor]:
         self._crop = obb_box
@@ -267,8 +266,6 @@ class GaussianTalkingHeadModel(AudioDrivenModel):
         return self._composite(outputs["rgb"], outputs["accumulation"], self._batch_background(batch, gt))
 
     def get_metrics_dict(self, outputs, batch) -> dict[str, Tensor]:
-        from aenerf_ns.utils.image_metrics import psnr
-
         gt = batch["image"].to(self.device)[..., :3]
         metrics = {"psnr": psnr(self.composited(outputs, batch), gt), "num_gaussians": self.num_gaussians}
         return {k: torch.as_tensor(v, dtype=torch.float32) for k, v in metrics.items()}
