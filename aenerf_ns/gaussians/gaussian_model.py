@@ -36,7 +36,7 @@ from aenerf_ns.gaussians.initial_gaussians import seed_points
 from aenerf_ns.gaussians.splatting import Backend, splat, world_to_camera
 from aenerf_ns.models.audio_driven_model import AudioDrivenModel, AudioDrivenModelConfig
 from aenerf_ns.models.torso_deformation import TorsoDeformationSettings
-from aenerf_ns.utils.image_metrics import psnr, ssim
+from aenerf_ns.utils.image_metrics import ssim
 
 GAUSSIAN_PARAMETERS = ("means", "scales", "quats", "opacities", "colors", "semantics")
 """The per-Gaussian parameters, each with an optimizer of its own (gsplat's strategy rewrites them)."""
@@ -260,15 +260,10 @@ class GaussianTalkingHeadModel(AudioDrivenModel):
         return self.finish_camera_outputs(outputs, camera)
 
     # ------------------------------------------------------------------ losses and metrics
-    def composited(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> Tensor:
-        """The rendered colour over the batch's background plate."""
-        gt = batch["image"].to(self.device)[..., :3]
-        return self._composite(outputs["rgb"], outputs["accumulation"], self._batch_background(batch, gt))
-
     def get_metrics_dict(self, outputs, batch) -> dict[str, Tensor]:
-        gt = batch["image"].to(self.device)[..., :3]
-        metrics = {"psnr": psnr(self.composited(outputs, batch), gt), "num_gaussians": self.num_gaussians}
-        return {k: torch.as_tensor(v, dtype=torch.float32) for k, v in metrics.items()}
+        metrics = super().get_metrics_dict(outputs, batch)
+        metrics["num_gaussians"] = torch.tensor(float(self.num_gaussians))
+        return metrics
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> dict[str, Tensor]:
         cfg = self.config

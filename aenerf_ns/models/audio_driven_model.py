@@ -147,6 +147,16 @@ class AudioDrivenModel(Model):
             return torch.zeros_like(like)
         return batch["background"].to(like.device).float() / 255.0
 
+    def composited(self, outputs: dict[str, Tensor], batch: dict[str, Tensor], suffix: str = "") -> Tensor:
+        """The rendered colour over the batch's background plate (`suffix` "_coarse" for a NeRF's coarse pass)."""
+        gt = batch["image"].to(self.device)[..., :3]
+        background = self._batch_background(batch, gt)
+        return self._composite(outputs["rgb" + suffix], outputs["accumulation" + suffix], background)
+
+    def get_metrics_dict(self, outputs, batch) -> dict[str, Tensor]:
+        gt = batch["image"].to(self.device)[..., :3]
+        return {"psnr": psnr(self.composited(outputs, batch), gt)}
+
     def parsing_nll(self, probs: Float[Tensor, "*batch classes"], labels: Tensor) -> Tensor:
         """Cross-entropy of rendered parsing probabilities (background included) against label ids."""
         return F.nll_loss(torch.log(probs.reshape(-1, self.num_classes).clamp_min(1e-6)), labels.reshape(-1).long())

@@ -31,7 +31,6 @@ from torch import Tensor, nn
 from aenerf_ns.models.audio_driven_model import AudioDrivenModel, AudioDrivenModelConfig
 from aenerf_ns.models.audio_field import AudioConditionedField
 from aenerf_ns.models.proposal_sampling import ProposalSamplingConfig
-from aenerf_ns.utils.image_metrics import psnr
 
 
 def repeat_per_sample(values: Tensor | None, num_samples: int) -> Tensor | None:
@@ -256,12 +255,6 @@ class TalkingHeadModel(AudioDrivenModel):
         return self.proposal_sampling.losses(outputs["weights_list"], outputs["ray_samples_list"])
 
     # ------------------------------------------------------------------ losses and metrics
-    def composited(self, outputs: dict[str, Tensor], batch: dict[str, Tensor], suffix: str = "") -> Tensor:
-        """The rays' colour over the batch's background plate (`suffix` "_coarse" for the coarse pass)."""
-        gt = batch["image"].to(self.device)[..., :3]
-        background = self._batch_background(batch, gt)
-        return self._composite(outputs["rgb" + suffix], outputs["accumulation" + suffix], background)
-
     def photometric_losses(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """MSE of each pass against the batch (`rgb_loss_coarse`, and `rgb_loss_fine` for the final pass).
         A sampler that draws rays unevenly may attach `ray_weight` per ray; the loss is then the weighted
@@ -295,10 +288,6 @@ class TalkingHeadModel(AudioDrivenModel):
     ) -> dict[str, Tensor]:
         """Losses of a method's own parts; `labels` are the rays' parsing labels (None without parsing maps)."""
         return {}
-
-    def get_metrics_dict(self, outputs, batch) -> dict[str, Tensor]:
-        gt = batch["image"].to(self.device)[..., :3]
-        return {"psnr": psnr(self.composited(outputs, batch), gt)}
 
     def _parsing_loss(self, outputs: dict[str, Tensor], labels: Tensor) -> Tensor:
         """Cross-entropy of each pass's rendered parsing probabilities against the label of each ray."""
