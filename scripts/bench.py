@@ -87,6 +87,8 @@ class BenchArgs:
     """Leading fraction of the clip trained on; the frames after it are held out."""
     fresh: bool = False
     """Re-run methods whose results from the same settings exist."""
+    syncnet_weights: Path | None = None
+    """SyncNet's weights file for LSE-C / LSE-D (default: the documented location; skipped when absent)."""
 
 
 def _settings(args: BenchArgs, data: Path):
@@ -112,6 +114,7 @@ def _settings(args: BenchArgs, data: Path):
         eval_frames=args.eval_frames if args.eval_frames is not None else preset["eval_frames"],
         max_offset=preset["max_offset"],
         scaling=tuple(args.scaling if args.scaling is not None else preset["scaling"]),
+        syncnet_weights=str(args.syncnet_weights.resolve()) if args.syncnet_weights else None,
     )
 
 
@@ -161,7 +164,8 @@ def add_ratios(results: dict[str, dict], reference: str) -> None:
 
 
 def _fmt(value, spec: str = ".2f") -> str:
-    return "-" if value is None or (isinstance(value, float) and value != value) else format(value, spec)
+    missing = value is None or isinstance(value, str) or (isinstance(value, float) and value != value)
+    return "-" if missing else format(value, spec)  # a string is a skip reason, kept in bench.json
 
 
 RESULT_COLUMNS = (
@@ -170,9 +174,13 @@ RESULT_COLUMNS = (
     ("PSNR", "held-out PSNR (dB)"),
     ("SSIM", "held-out SSIM"),
     ("low PSNR", "held-out PSNR over the lower face (dB)"),
+    ("LMD", "mouth landmark distance to the ground truth (pixels at 512 px height)"),
     ("mouth r", "correlation of the rendered mouth opening with the ground truth's"),
     ("mouth amp", "spread of the rendered mouth opening over the ground truth's (1: as much motion)"),
-    ("sync lag", "lag (frames) of the rendered mouth behind the speech where they agree best, (correlation)"),
+    ("sync", "weight-free sync score of the rendered mouth with the speech at lag 0"),
+    ("sync lag", "lag (frames) of the rendered mouth behind the speech where they agree best, (score)"),
+    ("LSE-C", "SyncNet confidence (- without SyncNet weights)"),
+    ("LSE-D", "SyncNet distance (- without SyncNet weights)"),
     ("s/1k", "training seconds per 1000 steps"),
     ("x", "the same as a multiple of nerfacto's"),
     ("render s", "seconds to render one held-out frame"),
@@ -180,6 +188,26 @@ RESULT_COLUMNS = (
     ("peak MB", "peak memory of training"),
 )
 """Column headings of the results table and what each holds."""
+
+
+def _truth_line(results: dict[str, dict], gpu: bool) -> str:
+    """The ground truth's own sync figures (the yardstick of the sync columns), and what peak MB means."""
+    scored = next((r for r in results.values() if isinstance(r.get("av_sync_ground_truth"), dict)), None)
+    peak = "peak CUDA memory allocated in training" if gpu else "peak resident memory of the training process"
+    if scored is None:
+        return f"peak MB: {peak}"
+    truth = scored["av_sync_ground_truth"]
+    lse = scored.get("lse_c_ground_truth")
+    lse_text = (
+        f", LSE-C {lse:.2f} / LSE-D {scored['lse_d_ground_truth']:.2f}"
+        if isinstance(lse, float)
+        else f"; LSE-C/LSE-D {lse}"
+    )
+    lag = truth.get("best_offset_frames")
+    return (
+        f"ground truth's own sync: {_fmt(truth['correlation'])} at lag 0, best lag {_fmt(lag, '+d')} "
+        f"frames ({_fmt(truth['best_correlation'])}){lse_text}; peak MB: {peak}"
+    )
 
 
 def results_table(results: dict[str, dict], title: str):
@@ -205,9 +233,13 @@ def results_table(results: dict[str, dict], title: str):
             _fmt(r["psnr"]),
             _fmt(r["ssim"], ".3f"),
             _fmt(r["lower_face_psnr"]),
+            _fmt(r.get("lmd")),
             _fmt(r["mouth_opening"]["correlation"]),
             _fmt(r["mouth_opening"]["motion_ratio"]),
+            _fmt(sync.get("correlation") if isinstance(sync, dict) else None),
             lag,
+            _fmt(r.get("lse_c")),
+            _fmt(r.get("lse_d")),
             _fmt(r["train_seconds_per_1k_steps"], ".0f"),
             _fmt(r.get("train_time_ratio")),
             _fmt(r["render_seconds_per_frame"]),
@@ -351,15 +383,7 @@ def main(args: BenchArgs) -> dict:
     console.print(results_table(results, title))
     legend = "  ".join(f"{h}: {d}" for h, d in RESULT_COLUMNS[1:] if h != "x")
     console.print(f"{legend}; x: as a multiple of nerfacto's")
-    truth_sync = next(
-        (r["av_sync_ground_truth"] for r in results.values() if isinstance(r.get("av_sync_ground_truth"), dict)), None
-    )
-    if truth_sync is not None:
-        console.print(
-            f"ground truth's own sync lag: {truth_sync['best_offset_frames']:+d} frames "
-            f"(correlation {truth_sync['best_correlation']:.2f}); peak MB: "
-            + ("peak CUDA memory allocated in training" if gpu else "peak resident memory of the training process")
-        )
+    console.print(_truth_line(results, gpu))
     if any(r.get("scaling") for r in results.values()):
         console.print(scaling_table(results, memory_label))
     if any(r.get("network_evaluations") for r in results.values()):

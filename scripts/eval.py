@@ -4,7 +4,7 @@
     aenerf-eval --load-config outputs/.../config.yml --audio new.wav # cross-driven: lip sync only
 
 Every metric appears in `metrics.json`, either as a number or as "skipped: <reason>" (LPIPS needs AlexNet
-weights on disk; SyncNet confidence needs SyncNet weights; image metrics need ground truth).
+weights on disk; LSE-C / LSE-D need SyncNet's weights; image metrics and LMD need ground truth).
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ class EvalArgs:
     """Checkpoint step to load (default: the newest)."""
     data: Path | None = None
     """Dataset folder of the run, when it is no longer where config.yml says."""
+    syncnet_weights: Path | None = None
+    """SyncNet's weights (syncnet_v2.model) for LSE-C / LSE-D (default: ~/.cache/aenerf_ns/syncnet_v2.model or
+    $AENERF_SYNCNET_WEIGHTS; skipped when absent, never downloaded)."""
 
 
 def main(args: EvalArgs) -> dict:
@@ -49,6 +52,8 @@ def main(args: EvalArgs) -> dict:
     console = Console()
     if args.audio is not None:
         check_not_silent(load_audio(args.audio))  # unusable audio fails before the model loads
+    if args.syncnet_weights is not None and not args.syncnet_weights.is_file():
+        raise FileNotFoundError(f"--syncnet-weights {args.syncnet_weights}: no such file")
     config, pipeline, _, step = load_trained_pipeline(
         args.load_config,
         test_mode="test" if args.audio is None else "inference",
@@ -59,7 +64,12 @@ def main(args: EvalArgs) -> dict:
     output_dir = args.output_dir or Path(args.load_config).parent / "eval"
     if args.audio is None:
         metrics = evaluate_heldout(
-            pipeline, output_dir, max_frames=args.max_frames, consecutive=True, max_offset=args.max_offset
+            pipeline,
+            output_dir,
+            max_frames=args.max_frames,
+            consecutive=True,
+            max_offset=args.max_offset,
+            syncnet_weights=args.syncnet_weights,
         )
         pictures = ("heldout_strip.png", "mouth_opening.png")
     else:
@@ -71,6 +81,7 @@ def main(args: EvalArgs) -> dict:
             max_frames=args.max_frames if args.max_frames is not None else 250,
             max_offset=args.max_offset,
             identity=args.identity,
+            syncnet_weights=args.syncnet_weights,
         )
         pictures = ("render_strip.png", "mouth_opening.png")
 

@@ -14,7 +14,12 @@ Prints three results (and writes them to `results.json` in the output folder):
 4. SSP-NeRF: ssp-nerf against its two ablations (uniform ray sampling; no torso deformation) and
    against aenerf, all with the same steps on the same identity, scored on held-out frames: torso-area
    and mouth-area errors (the two regions SSP-NeRF's modules target), lower-face and full-image PSNR.
-5. Speed: training milliseconds per iteration of every run.
+5. Ablation (the paper's Table 4): the full model against w/o AAA (audio-blind pooling of the reference
+   features), w/o AAFG (one audio field renders the whole image) and w/o Warper, the same steps on the
+   same identity, scored on consecutive held-out frames with their own unseen audio: PSNR, SSIM, LMD, the
+   weight-free sync score and LSE-C / LSE-D (when SyncNet's weights are on disk). Each run is then
+   driven by other speakers' speech (the paper's cross-driven Testsets B and C): sync measures only.
+6. Speed: training milliseconds per iteration of every run.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from typing import Literal
 
 import tyro
 
-Part = Literal["audio", "fewshot", "fields", "ssp"]
+Part = Literal["audio", "fewshot", "fields", "ssp", "ablation"]
 
 
 @dataclass
@@ -60,8 +65,19 @@ class MethodBenchArgs:
     """Steps of each run in the field comparison (tri-plane, hash grid, positional)."""
     ssp_steps: int = 1500
     """Training steps of each run in the SSP-NeRF comparison."""
+    ablation_steps: int = 3000
+    """Training steps of each run in the ablation comparison (Table 4)."""
+    ablation_frames: int = 100
+    """Consecutive held-out frames each ablation run is scored on (the sync measures need seconds of speech)."""
+    cross_audio: tuple[Path, ...] = ()
+    """Speech that drives each ablation run in the cross-driven rows (default: the speech of synth01 and
+    synth02, other speakers than the trained identity)."""
+    cross_frames: int = 125
+    """Frames rendered per cross-driven row."""
+    syncnet_weights: Path | None = None
+    """SyncNet's weights file for LSE-C / LSE-D (default: the documented location; skipped when absent)."""
     skip: tuple[Part, ...] = ()
-    """Parts to skip: 'audio', 'fewshot', 'fields', 'ssp'."""
+    """Parts to skip: 'audio', 'fewshot', 'fields', 'ssp', 'ablation'."""
 
 
 def _config(
@@ -247,11 +263,106 @@ def ssp_part(args: MethodBenchArgs, data: Path, console) -> dict:
     return ssp
 
 
+ABLATIONS: dict[str, dict] = {
+    "full": {},
+    "w/o AAA": {"use_aaa": False},
+    "w/o AAFG": {"use_dual_fields": False},
+    "w/o Warper": {"use_warper": False},
+}
+"""The paper's Table 4 rows: model settings that differ from the full AE-NeRF."""
+
+
+def _number(value, spec: str = ".3f") -> str:
+    """A table cell: the number, or "-" for a skipped measure (a "skipped: ..." string) or a missing one."""
+    if isinstance(value, dict):
+        value = value.get("correlation")
+    return format(value, spec) if isinstance(value, (int, float)) and value == value else "-"
+
+
+def _cross_audio(args: MethodBenchArgs, data: Path) -> list[Path]:
+    """The speech files of the cross-driven rows: `--cross-audio`, else the other synthetic speakers'."""
+    if args.cross_audio:
+        for path in args.cross_audio:
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"--cross-audio {path}: no such file")
+        return [Path(p) for p in args.cross_audio]
+    return [data / f"synth{i:02d}" / "audio.wav" for i in (1, 2) if (data / f"synth{i:02d}" / "audio.wav").is_file()]
+
+
+def ablation_part(args: MethodBenchArgs, data: Path, console) -> dict:
+    """Table 4: the full model and its three ablations, self-driven and cross-driven."""
+    from aenerf_ns.evaluation.evaluate import evaluate_cross_driven, evaluate_heldout
+
+    cross = _cross_audio(args, data)
+    rows: dict[str, dict] = {}
+    for name, model in ABLATIONS.items():
+        config = _config(data / "synth00", args, **model)
+        trained = _train(config, args.ablation_steps, f"ablation: {name}")
+        folder = args.output / "ablation" / name.replace("w/o ", "without_")
+        scored = evaluate_heldout(
+            trained.pipeline,
+            folder,
+            max_frames=args.ablation_frames,
+            consecutive=True,
+            syncnet_weights=args.syncnet_weights,
+        )
+        features = config.pipeline.datamanager.dataparser.audio
+        scored["cross_driven"] = {
+            f"{k + 1}: {path.parent.name if path.name == 'audio.wav' else path.stem}": evaluate_cross_driven(
+                trained.pipeline,
+                path,
+                features,
+                folder / f"cross_{k + 1}",
+                max_frames=args.cross_frames,
+                syncnet_weights=args.syncnet_weights,
+            )
+            for k, path in enumerate(cross)
+        }
+        rows[name] = dict(scored, ms_per_step=trained.ms_per_step)
+    title = f"Ablation (Table 4): {args.ablation_steps} steps each, {args.ablation_frames} held-out frames"
+    columns = ("model", "PSNR", "SSIM", "LMD", "sync", "LSE-C", "LSE-D", "ms/step")
+    print_table(
+        console,
+        title,
+        columns,
+        [
+            (
+                name,
+                _number(m["psnr"], ".2f"),
+                _number(m["ssim"]),
+                _number(m["lmd"], ".2f"),
+                _number(m["av_sync"]),
+                _number(m["lse_c"], ".2f"),
+                _number(m["lse_d"], ".2f"),
+                _number(m["ms_per_step"], ".0f"),
+            )
+            for name, m in rows.items()
+        ],
+    )
+    truth = next(iter(rows.values()))
+    lse = (_number(truth.get(f"lse_{k}_ground_truth"), ".2f") for k in "cd")
+    console.print(
+        f"ground truth: sync {_number(truth.get('av_sync_ground_truth'))}, LSE-C {next(lse)}, LSE-D {next(lse)}"
+    )
+    if cross:
+        labels = list(next(iter(rows.values()))["cross_driven"])
+        columns = ("model", *(f"{label} {m}" for label in labels for m in ("sync", "LSE-C")))
+        cells = [
+            (name, *(_number(m["cross_driven"][label][k], ".3f") for label in labels for k in ("av_sync", "lse_c")))
+            for name, m in rows.items()
+        ]
+        print_table(console, "Cross-driven: each model driven by another speaker's speech (sync only)", columns, cells)
+    else:
+        console.print("cross-driven rows skipped: no other speaker's speech (give --cross-audio)")
+    return rows
+
+
 PARTS: dict[str, Callable[[MethodBenchArgs, Path, object], dict]] = {
     "audio": audio_part,
     "fewshot": fewshot_part,
     "fields": fields_part,
     "ssp": ssp_part,
+    "ablation": ablation_part,
 }
 """The comparisons, in the order they run and appear in results.json."""
 

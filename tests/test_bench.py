@@ -218,6 +218,7 @@ def test_method_bench_runs_every_part(tmp_path):
     cmd = [str(Path(sys.executable).parent / "aenerf-method-bench"), "--output", str(tmp_path)]
     cmd += ["--steps", "2", "--base-steps", "2", "--finetune-steps", "2", "--eval-every", "1", "--field-steps", "2"]
     cmd += ["--ssp-steps", "1", "--eval-frames", "2", "--seconds", "2", "--resolution", "32", "--base-identities", "1"]
+    cmd += ["--ablation-steps", "1", "--ablation-frames", "3", "--cross-frames", "3"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
@@ -227,7 +228,15 @@ def test_method_bench_runs_every_part(tmp_path):
     assert (tmp_path / "base" / "step-base.ckpt").is_file() and fewshot["base_ms_per_step"] > 0
     assert set(results["fields"]["curves"]) == {"triplane", "hashgrid", "positional"}
     assert set(results["ssp"]) == {"ssp-nerf", "ssp/uniform-rays", "ssp/no-torso-def", "aenerf"}
-    for title in ("unseen audio", "New identity", "Field options", "SSP-NeRF vs ablations"):
+    ablation = results["ablation"]
+    assert list(ablation) == ["full", "w/o AAA", "w/o AAFG", "w/o Warper"]
+    for row in ablation.values():
+        assert isinstance(row["lmd"], float) and row["lmd"] >= 0 and isinstance(row["psnr"], float)
+        assert row["lse_c"].startswith("skipped: needs at least 25"), "3 frames are too few for the sync measures"
+        # only synth01 is another speaker here; its speech drives each model in the cross-driven row
+        (cross,) = row["cross_driven"].values()
+        assert "skipped" in cross["av_sync"] and cross["lmd"].startswith("skipped: cross-driven")
+    for title in ("unseen audio", "New identity", "Field options", "SSP-NeRF vs ablations", "Table 4", "Cross-driven"):
         assert title in proc.stdout
     bad = subprocess.run(cmd[:3] + ["--skip", "nope"], capture_output=True, text=True)
     assert bad.returncode != 0 and "nope" in bad.stderr
@@ -255,7 +264,7 @@ def test_peak_memory_sees_an_allocation_inside_the_block():
 def test_mouth_opening_from_pictures():
     """On rendered synthetic frames the measure follows the true mouth; a closed-mouth render of the same
     poses barely moves (the ground truth's jaw does not leak in through the face region)."""
-    from aenerf_ns.evaluation.mouth_opening import mouth_openings, opening_agreement
+    from aenerf_ns.evaluation.mouth_landmarks import mouth_openings, opening_agreement
     from aenerf_ns.synthetic.synthetic_dataset import opening_per_frame
     from aenerf_ns.synthetic.synthetic_head import (
         StaticCamera,

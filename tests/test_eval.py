@@ -16,7 +16,9 @@ EVERY_METRIC = (
     "ssim",
     "lower_face_psnr",
     "lpips",
-    "syncnet_confidence",
+    "lmd",
+    "lse_c",
+    "lse_d",
     "mouth_iou",
     "mouth_height_error_px",
     "av_sync",
@@ -52,7 +54,9 @@ def test_eval_self_driven_and_cross_driven(tiny_run, sample_dataset, speech_wav,
     for key in ("psnr", "ssim", "lower_face_psnr", "mouth_height_error_px"):
         assert isinstance(report[key], float), key
     assert report["lpips"].startswith("skipped: LPIPS needs AlexNet weights")
-    assert set(report["av_sync"]) == {"correlation", "best_offset_frames", "best_correlation"}
+    assert isinstance(report["lmd"], float) and report["lmd"] >= 0
+    assert report["lse_c"].startswith("skipped: LSE-C/LSE-D need") and "syncnet_v2.model" in report["lse_c"]
+    assert {"correlation", "best_offset_frames", "best_correlation"} <= set(report["av_sync"])
     assert -5 <= report["av_sync"]["best_offset_frames"] <= 5
     # the sample's own ground truth moves its mouth with the sound, with no delay
     assert report["av_sync_ground_truth"]["best_offset_frames"] == 0
@@ -86,7 +90,7 @@ def test_eval_self_driven_and_cross_driven(tiny_run, sample_dataset, speech_wav,
     assert report["mode"] == "cross-driven" and report["num_frames"] == 40
     for key in EVERY_METRIC:
         assert _number_or_skipped(report[key]), (key, report[key])
-    assert report["psnr"].startswith("skipped: cross-driven")
+    assert report["psnr"].startswith("skipped: cross-driven") and report["lmd"].startswith("skipped: cross-driven")
     assert isinstance(report["av_sync"]["best_offset_frames"], int)
     _image(tmp_path / "cross" / "mouth_opening.png")
     _image(tmp_path / "cross" / "render_strip.png")

@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from media_files import encode_mp4
 from scipy.spatial.transform import Rotation
 
 from aenerf_ns.preprocess.process_video import ProcessConfig, ProcessError, process_video
@@ -18,22 +19,6 @@ SOURCE_FPS = 30.0
 SOURCE_RES = 192
 SOURCE_SECONDS = 4.2
 SHARED_VIDEO = Path(__file__).resolve().parents[2] / "shared" / "data" / "anchor_cnn2_25fps.mp4"
-
-
-def _encode(frames: list[np.ndarray], fps: float, out: Path, audio: Path | None = None) -> Path:
-    """Frames (RGB uint8) to an h264 mp4, with the audio muxed in when given."""
-    from aenerf_ns.inference.video_io import ffmpeg_executable
-
-    folder = out.with_suffix("")
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, frame in enumerate(frames):
-        cv2.imwrite(str(folder / f"{i:05d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    cmd = [ffmpeg_executable(), "-y", "-loglevel", "error", "-framerate", f"{fps:g}", "-i", str(folder / "%05d.png")]
-    if audio is not None:
-        cmd += ["-i", str(audio), "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-shortest"]
-    cmd += ["-c:v", "libx264", "-crf", "12", "-pix_fmt", "yuv420p", str(out)]
-    subprocess.run(cmd, check=True)
-    return out
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +31,7 @@ def talking_video(tmp_path_factory):
     identity = make_identity(0, 0)
     meta = write_identity(root / "source", identity, seconds=SOURCE_SECONDS, resolution=SOURCE_RES, fps=SOURCE_FPS)
     frames = [cv2.cvtColor(cv2.imread(str(f.image_path)), cv2.COLOR_BGR2RGB) for f in meta.frames]
-    video = _encode(frames, SOURCE_FPS, root / "talking.mp4", meta.audio_path)
+    video = encode_mp4(frames, SOURCE_FPS, root / "talking.mp4", meta.audio_path)
     head_to_world = head_pose_track(meta.num_frames, SOURCE_FPS, identity.seed)
     return {"video": video, "frames": frames, "head_to_world": head_to_world, "root": root}
 
@@ -199,7 +184,7 @@ def _synthetic_frames(n: int, resolution: int, opening: float = 0.3) -> list[np.
 
 
 def test_video_without_audio_is_refused(tmp_path, talking_video):
-    video = _encode(talking_video["frames"][:100], SOURCE_FPS, tmp_path / "silent_film.mp4")
+    video = encode_mp4(talking_video["frames"][:100], SOURCE_FPS, tmp_path / "silent_film.mp4")
     with pytest.raises(ProcessError, match="no audio track"):
         process_video(video, tmp_path / "out", ProcessConfig(min_seconds=2))
 
@@ -208,7 +193,7 @@ def test_video_without_a_face_is_refused(tmp_path, talking_video):
     from aenerf_ns.synthetic.synthetic_head import make_identity, render_background
 
     plate = render_background(make_identity(0, 0), SOURCE_RES, SOURCE_RES)
-    video = _encode(
+    video = encode_mp4(
         [plate] * 100, SOURCE_FPS, tmp_path / "empty_room.mp4", talking_video["root"] / "source" / "audio.wav"
     )
     with pytest.raises(ProcessError, match="no face found"):
@@ -217,17 +202,17 @@ def test_video_without_a_face_is_refused(tmp_path, talking_video):
 
 def test_two_people_are_refused(tmp_path, talking_video):
     frames = [np.concatenate([f, f[:, ::-1]], axis=1) for f in talking_video["frames"][:100]]
-    video = _encode(frames, SOURCE_FPS, tmp_path / "two.mp4", talking_video["root"] / "source" / "audio.wav")
+    video = encode_mp4(frames, SOURCE_FPS, tmp_path / "two.mp4", talking_video["root"] / "source" / "audio.wav")
     with pytest.raises(ProcessError, match="several faces"):
         process_video(video, tmp_path / "out", ProcessConfig(min_seconds=2))
 
 
 def test_too_short_and_too_small_are_refused(tmp_path, talking_video):
     audio = talking_video["root"] / "source" / "audio.wav"
-    short = _encode(talking_video["frames"][:45], SOURCE_FPS, tmp_path / "short.mp4", audio)
+    short = encode_mp4(talking_video["frames"][:45], SOURCE_FPS, tmp_path / "short.mp4", audio)
     with pytest.raises(ProcessError, match=r"1\.[45]\d s long; at least 3 s"):
         process_video(short, tmp_path / "out_short", ProcessConfig())
-    small = _encode(_synthetic_frames(75, 96), 25.0, tmp_path / "small.mp4", audio)
+    small = encode_mp4(_synthetic_frames(75, 96), 25.0, tmp_path / "small.mp4", audio)
     with pytest.raises(ProcessError, match="pixels tall"):
         process_video(small, tmp_path / "out_small", ProcessConfig(min_seconds=2, min_face_px=64))
 
@@ -274,7 +259,7 @@ def test_untracked_frames_are_interpolated_or_cut(tmp_path, talking_video):
     hidden = [*range(30, 33), *range(90, 110)]  # source frames at 30 fps
     for i in hidden:
         frames[i] = plate
-    video = _encode(frames, SOURCE_FPS, tmp_path / "occluded.mp4", talking_video["root"] / "source" / "audio.wav")
+    video = encode_mp4(frames, SOURCE_FPS, tmp_path / "occluded.mp4", talking_video["root"] / "source" / "audio.wav")
     out = tmp_path / "out"
     report = process_video(video, out, ProcessConfig(resolution=96, min_seconds=2))
     hidden_out = {k for k in range(105) if int(round(k * SOURCE_FPS / 25)) in hidden}

@@ -169,7 +169,16 @@ def test_ssp_nerf_trains_renders_and_evaluates(ssp_run, speech_wav, tmp_path):
 
 @pytest.mark.slow
 def test_method_bench_compares_ssp_nerf_with_its_ablations_and_aenerf(tmp_path):
-    cmd = [str(VENV_BIN / "aenerf-method-bench"), "--output", str(tmp_path), "--skip", "audio", "fewshot", "fields"]
+    cmd = [
+        str(VENV_BIN / "aenerf-method-bench"),
+        "--output",
+        str(tmp_path),
+        "--skip",
+        "audio",
+        "fewshot",
+        "fields",
+        "ablation",
+    ]
     cmd += ["--ssp-steps", "2", "--resolution", "32", "--seconds", "3", "--eval-frames", "2", "--base-identities", "0"]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

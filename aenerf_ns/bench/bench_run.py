@@ -2,11 +2,11 @@
 
 Every method is scored by the same code on the same held-out frames (the consecutive frames after the
 training part of the clip, each with its own audio): PSNR and SSIM over the image, PSNR over the lower
-face (the dataset's audio region), the mouth opening read off the rendered frame by the face mesh
-(`mouth_opening`) against the one read off the ground truth, and that opening's lag to the speech
-envelope (`sync_metrics`). Training is `training.train`, which `aenerf-method-bench` uses too. Timings
-are wall-clock seconds with GPU work synchronised; memory is the process's peak resident set on a CPU and
-the peak allocated CUDA memory on a GPU.
+face (the dataset's audio region), and the lip measures of `lip_scores` read off the rendered frames
+by the face mesh: LMD, the mouth opening against the ground truth's, the weight-free sync measure and
+SyncNet's LSE-C / LSE-D (when its weights are on disk). Training is `training.train`, which
+`aenerf-method-bench` uses too. Timings are wall-clock seconds with GPU work synchronised; memory is the
+process's peak resident set on a CPU and the peak allocated CUDA memory on a GPU.
 
 `aenerf-bench` runs each entry as `python -m aenerf_ns.bench.bench_run SETTINGS.json METHOD OUT_DIR` in a process of
 its own, so peaks are per method and a crash costs one entry, and writes `OUT_DIR/result.json` last.
@@ -56,6 +56,8 @@ class RunSettings:
     """Image heights of the render-cost table (empty: none)."""
     seed: int = 0
     """Random seed of every method."""
+    syncnet_weights: str | None = None
+    """SyncNet's weights file for LSE-C / LSE-D (None: the default location; skipped when absent)."""
 
     def key(self) -> str:
         """Identifies these settings, so results of other settings are never reused."""
@@ -81,7 +83,6 @@ def score_heldout(model, cameras: Cameras, heldout: HeldoutFrames, settings: Run
     from rich.progress import Progress
 
     from aenerf_ns.bench.resource_meter import now, synchronize
-    from aenerf_ns.evaluation.mouth_opening import mouth_openings, opening_agreement
     from aenerf_ns.utils.image_metrics import masked_psnr, psnr, ssim, to_uint8
 
     model.eval()
@@ -107,34 +108,45 @@ def score_heldout(model, cameras: Cameras, heldout: HeldoutFrames, settings: Run
     result["eval_frames"] = count
     # the first frame pays one-off costs (allocation, kernel selection); the median is the steady cost
     result["render_seconds_per_frame"] = float(np.median(seconds[1:] if len(seconds) > 1 else seconds))
-    rendered_open, true_open = mouth_openings(renders, truths, device)
-    result["mouth_opening"] = opening_agreement(rendered_open, true_open)
-    result["av_sync"], result["av_sync_ground_truth"] = _sync(rendered_open, true_open, heldout, count, settings)
+    result.update(_lip_scores(renders, truths, heldout, settings, device))
     strip = np.linspace(0, count - 1, min(4, count)).round().astype(int)
     result["_strip"], result["_truth_strip"] = [renders[i] for i in strip], [truths[i] for i in strip]
     return result
 
 
-def _sync(rendered: np.ndarray, truth: np.ndarray, heldout: HeldoutFrames, count: int, settings: RunSettings):
+def _lip_scores(renders: list, truths: list, heldout: HeldoutFrames, settings: RunSettings, device: str) -> dict:
+    """`lip_scores` of the scored frames: LMD, mouth opening, the sync measures (rendered and ground truth)."""
     from aenerf_ns.audio.audio_io import load_audio
-    from aenerf_ns.evaluation.sync_metrics import speech_envelope, sync_report
+    from aenerf_ns.evaluation.lip_scores import lip_scores
+    from aenerf_ns.evaluation.sync_metrics import min_sync_frames
+    from aenerf_ns.evaluation.syncnet_score import syncnet_metric
 
+    count = len(renders)
+    audio, reason = None, None
     if heldout.audio_path is None:
-        return ("skipped: the dataset has no audio file",) * 2
-    if count < 2 * settings.max_offset + 3:
-        return (f"skipped: needs at least {2 * settings.max_offset + 3} frames",) * 2
+        reason = "skipped: the dataset has no audio file"
+    elif count < min_sync_frames(heldout.fps, settings.max_offset):
+        reason = f"skipped: needs at least {min_sync_frames(heldout.fps, settings.max_offset)} frames"
+    else:
+        audio = load_audio(Path(heldout.audio_path))
+    weights = Path(settings.syncnet_weights) if settings.syncnet_weights else None
+    syncnet, syncnet_skip = syncnet_metric(weights, device)
     times = (heldout.frame_indices[:count] + 0.5) / heldout.fps
-    envelope = speech_envelope(load_audio(Path(heldout.audio_path)), times, heldout.fps)
-    reports = []
-    for track in (rendered, truth):
-        if np.isfinite(track).sum() < 0.8 * count:
-            reports.append("skipped: no face found in more than a fifth of the frames")
-            continue
-        frames = np.arange(count)
-        ok = np.isfinite(track)
-        filled = np.interp(frames, frames[ok], track[ok])  # the few frames without a face, bridged
-        reports.append(sync_report(filled, envelope, settings.max_offset))
-    return tuple(reports)
+    scores = lip_scores(
+        renders,
+        truths,
+        audio,
+        times,
+        heldout.fps,
+        True,
+        settings.max_offset,
+        syncnet,
+        syncnet_skip,
+        reason or "",
+        device,
+    )
+    scores.pop("_rendered_opening"), scores.pop("_reference_opening")
+    return scores
 
 
 @torch.no_grad()

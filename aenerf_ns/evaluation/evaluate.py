@@ -2,11 +2,12 @@
 
 Self-driven (`evaluate_heldout`): held-out frames are rendered with the clip's own audio and compared with
 the ground truth: PSNR, SSIM, lower-face PSNR/MSE, parsing accuracy, mouth-interior IoU and opening error,
-mouth-opening correlation with the truth, and the weight-free audio-visual sync measures of
-`sync_metrics` (on consecutive frames). LPIPS is computed when its AlexNet weights are on disk. Writes
-`metrics.json`, `heldout_strip.png` (rows: ground truth | render | error) and `mouth_opening.png`.
+and the lip measures of `lip_scores` (LMD, mouth opening against the truth's, the weight-free sync measure,
+SyncNet's LSE-C / LSE-D; sync on consecutive frames). LPIPS and SyncNet are computed when their weights
+are on disk. Writes `metrics.json`, `heldout_strip.png` (rows: ground truth | render | error) and
+`mouth_opening.png`.
 
-Cross-driven (`evaluate_cross_driven`): another audio file drives the training poses; only the sync-type
+Cross-driven (`evaluate_cross_driven`): another audio file drives the training poses; only the sync
 measures apply, and the others are listed as skipped with the reason.
 """
 
@@ -22,13 +23,13 @@ from rich.progress import Progress
 
 from aenerf_ns.data.parsing_labels import MOUTH_INTERIOR
 from aenerf_ns.data.talking_head_metadata import TalkingHeadMetadata, talking_head_metadata
+from aenerf_ns.evaluation.lip_scores import NO_TRUTH, lip_scores
 from aenerf_ns.evaluation.lpips_metric import lpips_metric
 from aenerf_ns.evaluation.metric_reports import plot_mouth_opening, write_report
-from aenerf_ns.evaluation.sync_metrics import mask_iou, mouth_extent, speech_envelope, sync_report
+from aenerf_ns.evaluation.sync_metrics import mask_iou, min_sync_frames, mouth_extent, speech_envelope
+from aenerf_ns.evaluation.syncnet_score import syncnet_metric
 from aenerf_ns.utils.atomic_io import atomic_save_png
 from aenerf_ns.utils.image_metrics import to_uint8
-
-SYNCNET_SKIP = "skipped: SyncNet confidence needs pretrained SyncNet weights, which are neither bundled nor downloaded"
 
 
 @dataclass
@@ -47,6 +48,10 @@ class FrameScores:
     """Rendered minus true mouth height, absolute, in pixels (frames with label maps)."""
     ious: list[float] = field(default_factory=list)
     """Rendered vs true mouth-interior IoU (frames where either mask is non-empty)."""
+    renders: list[np.ndarray] = field(default_factory=list)
+    """uint8 rendered frames, for the lip measures."""
+    truths: list[np.ndarray] = field(default_factory=list)
+    """uint8 ground-truth frames, for the lip measures."""
 
 
 def _frame_picks(n: int, max_frames: int | None, consecutive: bool) -> Int[np.ndarray, "k"]:
@@ -86,6 +91,8 @@ def _score_frames(model, dataset, picks: Int[np.ndarray, "k"], strip_picks: set,
             for k, v in metrics.items():
                 scores.metrics.setdefault(k, []).append(float(v))
             _score_mouth(outputs["parsing_probs"], batch, scores)
+            scores.renders.append(to_uint8(outputs["rgb"]))
+            scores.truths.append(to_uint8(batch["image"][..., :3]))
             if i in strip_picks:
                 scores.strip_rows.append(to_uint8(images["img"]))
             progress.advance(task)
@@ -93,11 +100,10 @@ def _score_frames(model, dataset, picks: Int[np.ndarray, "k"], strip_picks: set,
 
 
 def _summarize(scores: FrameScores, num_frames: int, lpips_skip: str | None) -> dict:
-    """Frame means of the scores, with LPIPS and SyncNet given as numbers or as the reason they are skipped."""
+    """Frame means of the scores, with LPIPS given as a number or as the reason it is skipped."""
     result: dict = {k: float(np.mean(v)) for k, v in scores.metrics.items()}
     result["num_frames"] = num_frames
     result["lpips"] = result.get("lpips", lpips_skip)
-    result["syncnet_confidence"] = SYNCNET_SKIP
     if scores.height_errors:
         result["mouth_height_error_px"] = float(np.mean(scores.height_errors))
         result["mouth_iou"] = float(np.mean(scores.ious)) if scores.ious else None
@@ -113,35 +119,22 @@ def _true_mouth_opening(
     return np.array(scores.mouth_truth) if scores.mouth_truth else None
 
 
-def _heldout_sync(
-    meta: TalkingHeadMetadata,
-    picks: Int[np.ndarray, "k"],
-    times: Float[np.ndarray, "k"],
-    fps: float,
-    consecutive: bool,
-    max_offset: int,
-    mouth_render: Float[np.ndarray, "k"],
-    truth: Float[np.ndarray, "k"] | None,
-) -> tuple[dict, Float[np.ndarray, "k"] | None]:
-    """The audio-visual sync entries of the report and the speech envelope (None when sync is skipped).
+def _heldout_audio(meta: TalkingHeadMetadata, picks: Int[np.ndarray, "k"], consecutive: bool, max_offset: int):
+    """(the audio of the scored frames, None) when the sync measures apply, else (None, the reason).
 
     Sync is measured only on consecutive frames of one identity, against that identity's own audio track.
     """
     identities = set(meta.image_identity.numpy()[picks].tolist())
     if not consecutive:
-        return {"av_sync": "skipped: needs consecutive frames (aenerf-eval scores consecutive frames)"}, None
+        return None, "skipped: needs consecutive frames (aenerf-eval scores consecutive frames)"
     if len(identities) != 1:
-        return {"av_sync": "skipped: the scored frames span several identities"}, None
-    if len(picks) < 2 * max_offset + 3:
-        return {"av_sync": f"skipped: needs at least {2 * max_offset + 3} frames"}, None
+        return None, "skipped: the scored frames span several identities"
+    fewest = min_sync_frames(meta.fps, max_offset)
+    if len(picks) < fewest:
+        return None, f"skipped: needs at least {fewest} consecutive frames"
     from aenerf_ns.audio.audio_io import load_audio
 
-    identity_audio = meta.identities[identities.pop()].audio_path
-    envelope = speech_envelope(load_audio(identity_audio), times, fps)
-    entries = {"av_sync": sync_report(mouth_render, envelope, max_offset)}
-    if truth is not None:
-        entries["av_sync_ground_truth"] = sync_report(truth, envelope, max_offset)
-    return entries, envelope
+    return load_audio(meta.identities[identities.pop()].audio_path), None
 
 
 @torch.no_grad()
@@ -153,6 +146,7 @@ def evaluate_heldout(
     consecutive: bool = False,
     max_offset: int = 5,
     use_lpips: bool = True,
+    syncnet_weights: Path | None = None,
 ) -> dict:
     """Render held-out frames with their own audio, score them, and write the report files.
 
@@ -165,6 +159,7 @@ def evaluate_heldout(
             the audio-visual sync measures need consecutive frames.
         max_offset: largest audio-video delay (frames, either way) the sync search considers.
         use_lpips: compute LPIPS when its weights are on disk.
+        syncnet_weights: SyncNet's weights file (default: `offline_weights.syncnet_weights_path()`).
     """
     output_dir = Path(output_dir)
     model = pipeline.model
@@ -183,17 +178,40 @@ def evaluate_heldout(
         result["mouth_open_correlation"] = float(np.corrcoef(truth, mouth_render)[0, 1])
     fps = meta.fps
     times = (meta.frame_indices.numpy()[picks] + 0.5) / fps
-    sync, envelope = _heldout_sync(meta, picks, times, fps, consecutive, max_offset, mouth_render, truth)
-    result.update(sync)
+    audio, audio_skip = _heldout_audio(meta, picks, consecutive, max_offset)
+    syncnet, syncnet_skip = syncnet_metric(syncnet_weights, model.device)
+    lips = lip_scores(
+        scores.renders,
+        scores.truths,
+        audio,
+        times,
+        fps,
+        True,
+        max_offset,
+        syncnet,
+        syncnet_skip,
+        audio_skip,
+        model.device,
+    )
+    series = {"ground truth": lips.pop("_reference_opening"), "rendered": lips.pop("_rendered_opening")}
+    result.update(lips)
 
     output_dir.mkdir(parents=True, exist_ok=True)
     atomic_save_png(output_dir / "heldout_strip.png", np.concatenate(scores.strip_rows, 0))
-    series = {"rendered": mouth_render}
-    if truth is not None:
-        series = {"ground truth": truth, **series}
+    envelope = speech_envelope(audio, times, fps) if audio is not None else None
     plot_mouth_opening(output_dir / "mouth_opening.png", times, series, envelope)
     write_report(output_dir, result)
     return result
+
+
+def _pose_frames(pipeline, identity: int, schedule: Int[np.ndarray, "n"]) -> list[np.ndarray]:
+    """The training frame (uint8 RGB) of each scheduled pose of `identity`: where the face is in each render."""
+    dataset = pipeline.datamanager.train_dataset
+    own = (dataset.cameras.metadata["identity"].reshape(-1).round().long() == identity).nonzero().reshape(-1)
+    cache: dict[int, np.ndarray] = {}
+    for index in set(schedule.tolist()):
+        cache[index] = dataset.get_numpy_image(int(own[index]))[..., :3]
+    return [cache[int(index)] for index in schedule]
 
 
 @torch.no_grad()
@@ -205,6 +223,7 @@ def evaluate_cross_driven(
     max_frames: int | None = 250,
     max_offset: int = 5,
     identity: int = 0,
+    syncnet_weights: Path | None = None,
 ) -> dict:
     """Drive the training poses with another audio file and measure lip sync only (no ground truth exists)."""
     from aenerf_ns.audio.audio_features import num_video_frames
@@ -221,33 +240,38 @@ def evaluate_cross_driven(
     count = total if max_frames is None else min(total, max_frames)
     drive_with_audio(model, audio, fps, total, feature_config)
     poses = identity_poses(parsed.cameras, identity)
-    frame_cameras = render_cameras(poses, pose_schedule(count, len(poses), "pingpong"), identity)
-    mouth, strip = [], []
-    strip_at = set(np.linspace(0, count - 1, min(4, count)).round().astype(int).tolist())
+    schedule = pose_schedule(count, len(poses), "pingpong")
+    renders = []
     with Progress(transient=True) as progress:
         task = progress.add_task("rendering with the new audio", total=count)
-        for t, camera in enumerate(frame_cameras):
-            outputs = model.get_outputs_for_camera(camera.to(model.device))
-            mouth.append(float(outputs["parsing_probs"][..., MOUTH_INTERIOR].mean()))
-            if t in strip_at:
-                strip.append(to_uint8(outputs["rgb"]))
+        for camera in render_cameras(poses, schedule, identity):
+            renders.append(to_uint8(model.get_outputs_for_camera(camera.to(model.device))["rgb"]))
             progress.advance(task)
     times = (np.arange(count) + 0.5) / fps
-    envelope = speech_envelope(audio, times, fps)
-    reason = "skipped: cross-driven (no ground-truth frames for this audio)"
-    image_metrics = ("psnr", "ssim", "lower_face_psnr", "lpips", "mouth_iou", "mouth_height_error_px")
-    result: dict = {k: reason for k in image_metrics}
-    result.update(
-        mode="cross-driven",
-        audio=str(audio_path),
-        num_frames=count,
-        syncnet_confidence=SYNCNET_SKIP,
-        av_sync=sync_report(np.array(mouth), envelope, max_offset)
-        if count >= 2 * max_offset + 3
-        else f"skipped: needs at least {2 * max_offset + 3} frames",
+    fewest = min_sync_frames(fps, max_offset)
+    syncnet, syncnet_skip = syncnet_metric(syncnet_weights, model.device)
+    lips = lip_scores(
+        renders,
+        _pose_frames(pipeline, identity, schedule),
+        audio if count >= fewest else None,
+        times,
+        fps,
+        False,
+        max_offset,
+        syncnet,
+        syncnet_skip,
+        f"skipped: needs at least {fewest} frames",
+        model.device,
     )
+    opening = lips.pop("_rendered_opening")
+    lips.pop("_reference_opening")
+    image_metrics = ("psnr", "ssim", "lower_face_psnr", "lpips", "mouth_iou", "mouth_height_error_px")
+    result: dict = {k: NO_TRUTH for k in image_metrics}
+    result.update(mode="cross-driven", audio=str(audio_path), num_frames=count, **lips)
     output_dir.mkdir(parents=True, exist_ok=True)
-    atomic_save_png(output_dir / "render_strip.png", np.concatenate(strip, 1))
-    plot_mouth_opening(output_dir / "mouth_opening.png", times, {"rendered": np.array(mouth)}, envelope)
+    strip_at = np.linspace(0, count - 1, min(4, count)).round().astype(int)
+    atomic_save_png(output_dir / "render_strip.png", np.concatenate([renders[t] for t in strip_at], 1))
+    envelope = speech_envelope(audio, times, fps)
+    plot_mouth_opening(output_dir / "mouth_opening.png", times, {"rendered": opening}, envelope)
     write_report(output_dir, result)
     return result

@@ -49,7 +49,7 @@ LEGACY_MODULES: dict[str, str] = {
     "aenerf_ns.video_io": "aenerf_ns.inference.video_io",
     "aenerf_ns.evaluation": "aenerf_ns.evaluation.evaluate",
     "aenerf_ns.sync_metrics": "aenerf_ns.evaluation.sync_metrics",
-    "aenerf_ns.mouth_opening": "aenerf_ns.evaluation.mouth_opening",
+    "aenerf_ns.mouth_opening": "aenerf_ns.evaluation.mouth_landmarks",
     "aenerf_ns.bench_run": "aenerf_ns.bench.bench_run",
     "aenerf_ns.bench_methods": "aenerf_ns.bench.bench_methods",
     "aenerf_ns.peer_methods": "aenerf_ns.bench.peer_methods",

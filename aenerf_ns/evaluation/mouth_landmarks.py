@@ -1,9 +1,11 @@
-"""Mouth opening read from pictures alone, so that any method's renders can be scored for lip motion.
+"""Face landmarks read from pictures alone, so that any method's renders can be scored for lip motion.
 
-Methods without a parsing branch (nerfstudio's nerfacto and dnerf) give no mouth mask, so the benchmark
-measures every method the same way: the face mesh finds the inner-lip landmarks in the rendered frame,
-inside the face region tracked on the matching ground-truth frame (a blurry render need not be detectable
-on its own), and the opening is the inner-lip gap divided by the distance between the outer eye corners.
+Methods without a parsing branch (nerfstudio's nerfacto and dnerf) give no mouth mask, so every method is
+measured the same way: the face mesh finds the landmarks of the rendered frame inside the face region
+tracked on the matching reference frame (the ground truth, or the training frame of the same pose; a
+blurry render need not be detectable on its own). The landmark distance (`landmark_distance`), the mouth
+opening (the inner-lip gap divided by the distance between the outer eye corners), the weight-free sync
+measure and SyncNet's mouth crop are all read from these landmarks.
 """
 
 from __future__ import annotations
@@ -52,37 +54,48 @@ def steady_regions(landmarks: Float[np.ndarray, "n 468 3"]) -> list[Roi]:
     return [Roi(float(c[0]), float(c[1]), float(size * d), float(a)) for c, d, a in zip(centre, eyes, angle)]
 
 
-def _opening(landmarks: Float[np.ndarray, "n 468 3"]) -> Float[np.ndarray, "n"]:
+def mouth_opening(landmarks: Float[np.ndarray, "n 468 3"]) -> Float[np.ndarray, "n"]:
+    """Inner-lip gap over the outer-eye-corner distance, per frame (NaN where the landmarks are NaN)."""
     xy = landmarks[..., :2]
     gap = np.linalg.norm(xy[:, UPPER_INNER_LIP] - xy[:, LOWER_INNER_LIP], axis=-1)
     eyes = np.linalg.norm(xy[:, LEFT_EYE_OUTER] - xy[:, RIGHT_EYE_OUTER], axis=-1)
     return gap / np.maximum(eyes, 1e-6)
 
 
-def mouth_openings(
+def paired_landmarks(
     renders: list[UInt8[np.ndarray, "h w 3"]], references: list[UInt8[np.ndarray, "h w 3"]], device: str = "cpu"
-) -> tuple[Float[np.ndarray, "n"], Float[np.ndarray, "n"]]:
-    """(rendered, reference) mouth opening per frame, in eye-distance units; NaN where no face was found
-    in the reference frame.
+) -> tuple[Float[np.ndarray, "n 468 3"], Float[np.ndarray, "n 468 3"]]:
+    """(rendered, reference) face-mesh landmarks per frame in pixels; NaN where no face was found in the
+    reference frame.
 
-    `references` are the ground-truth frames in time order; `renders[i]` and `references[i]` are both
-    measured inside the steady face region of `references[i]`.
+    `references` are frames in time order; `renders[i]` and `references[i]` are both measured inside the
+    steady face region of `references[i]`.
     """
     if len(renders) != len(references):
         raise ValueError(f"{len(renders)} renders but {len(references)} reference frames")
     n = len(references)
     tracked, presence = track_faces(references, detect_faces(references, device), device, keyframe_every=1)
-    render_open, reference_open = np.full(n, np.nan), np.full(n, np.nan)
+    render_lm, reference_lm = np.full((n, 468, 3), np.nan), np.full((n, 468, 3), np.nan)
     found = [i for i in range(n) if presence[i] >= MESH_PRESENCE]
     if found:
         rois = steady_regions(tracked[found])  # both measured in the same regions
         lm, prob = face_mesh([references[i] for i in found], rois, device)
-        reference_open[found] = np.where(prob >= MESH_PRESENCE, _opening(lm), np.nan)
+        lm[prob < MESH_PRESENCE] = np.nan
+        reference_lm[found] = lm
         # a blurry render may not look like a face to the mesh model; its lips are still read, so every
         # method gets a figure and a poor render shows as poor agreement rather than as a gap
         lm, _ = face_mesh([renders[i] for i in found], rois, device)
-        render_open[found] = _opening(lm)
-    return render_open, reference_open
+        render_lm[found] = np.where(np.isnan(reference_lm[found]), np.nan, lm)
+    return render_lm, reference_lm
+
+
+def mouth_openings(
+    renders: list[UInt8[np.ndarray, "h w 3"]], references: list[UInt8[np.ndarray, "h w 3"]], device: str = "cpu"
+) -> tuple[Float[np.ndarray, "n"], Float[np.ndarray, "n"]]:
+    """(rendered, reference) mouth opening per frame, in eye-distance units; NaN where no face was found
+    in the reference frame (see `paired_landmarks`)."""
+    render_lm, reference_lm = paired_landmarks(renders, references, device)
+    return mouth_opening(render_lm), mouth_opening(reference_lm)
 
 
 def opening_agreement(rendered: Float[np.ndarray, "n"], reference: Float[np.ndarray, "n"]) -> dict:

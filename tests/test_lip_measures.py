@@ -1,0 +1,99 @@
+"""The lip measures every evaluation shares: LMD, mouth opening, weight-free sync and SyncNet, from pictures."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from aenerf_ns.evaluation.landmark_distance import MOUTH_LANDMARKS, landmark_distance
+from aenerf_ns.faces.face_tracking import LEFT_EYE_OUTER, RIGHT_EYE_OUTER
+
+
+def _face(eye_distance: float) -> np.ndarray:
+    lm = np.zeros((468, 3))
+    lm[RIGHT_EYE_OUTER, :2] = (0.0, 0.0)
+    lm[LEFT_EYE_OUTER, :2] = (eye_distance, 0.0)
+    return lm
+
+
+def test_landmark_distance_is_the_mean_mouth_landmark_distance():
+    truth = np.stack([_face(40.0), _face(40.0), _face(40.0)])
+    render = truth.copy()
+    render[0, MOUTH_LANDMARKS, 0] += 3.0  # frame 0: every lip point 3 px to the right
+    render[1, MOUTH_LANDMARKS[:20], 1] += 8.0  # frame 1: the outer contour 8 px down, inner one exact
+    render[1, :, 2] += 100.0  # depth is not compared
+    truth[2] = np.nan  # no face in the reference frame: not counted
+    report = landmark_distance(render, truth, frame_height=128)
+    assert report["frames"] == 2
+    per_frame = (3.0 + 8.0 * 20 / len(MOUTH_LANDMARKS)) / 2  # pixels of a 128 px frame
+    assert report["lmd"] == pytest.approx(per_frame * 512 / 128)
+    assert report["lmd_eye_units"] == pytest.approx(per_frame / 40.0)
+    assert landmark_distance(truth, truth, 128)["lmd"] == 0.0
+    assert landmark_distance(render, np.full_like(truth, np.nan), 128)["frames"] == 0
+    with pytest.raises(ValueError, match="differ in shape"):
+        landmark_distance(render[:2], truth, 128)
+
+
+def _synthetic_clip(n: int, size: int = 64):
+    """Rendered synthetic frames speaking, the same poses with the mouth held shut, and their speech."""
+    from aenerf_ns.audio.audio_io import LoadedAudio
+    from aenerf_ns.synthetic.synthetic_dataset import opening_per_frame
+    from aenerf_ns.synthetic.synthetic_head import (
+        StaticCamera,
+        head_pose_track,
+        make_identity,
+        render_background,
+        render_frame,
+    )
+    from aenerf_ns.synthetic.synthetic_speech import synthesize_speech
+
+    person, camera = make_identity(0), StaticCamera.square(size)
+    speech = synthesize_speech(n / 25, f0=person.f0, seed=person.seed)
+    opening = opening_per_frame(speech.opening, speech.sample_rate, 25, n)
+    poses, plate = head_pose_track(n, 25, person.seed), render_background(person, size, size)
+    truth = [render_frame(person, camera, poses[i], float(opening[i]), plate)[0] for i in range(n)]
+    closed = [render_frame(person, camera, poses[i], float(opening.min()), plate)[0] for i in range(n)]
+    audio = LoadedAudio(speech.audio.astype(np.float32), speech.sample_rate, speech.sample_rate, 1, Path("s.wav"))
+    return truth, closed, audio
+
+
+def test_lip_scores_on_rendered_frames(tmp_path, monkeypatch):
+    """Through the shared entry point: the truth against itself has LMD 0 and a perfect opening match, a
+    shut mouth a larger LMD; sync reports come for the render and the truth; SyncNet is skipped with the
+    weights' location when absent and gives numbers with (random) weights on disk."""
+    from aenerf_ns.evaluation.lip_scores import lip_scores
+    from aenerf_ns.evaluation.syncnet_network import SyncNet
+    from aenerf_ns.evaluation.syncnet_score import syncnet_metric
+
+    n, fps = 40, 25.0
+    truth, closed, audio = _synthetic_clip(n)
+    times = (np.arange(n) + 0.5) / fps
+    missing = tmp_path / "absent" / "syncnet_v2.model"
+    monkeypatch.setenv("AENERF_SYNCNET_WEIGHTS", str(missing))
+    syncnet, skip = syncnet_metric()
+    assert syncnet is None and skip.startswith("skipped:") and str(missing) in skip
+
+    same = lip_scores(truth, truth, audio, times, fps, syncnet=None, syncnet_skip=skip)
+    assert same["lmd"] == 0.0 and same["lmd_frames"] == n
+    assert same["mouth_opening"]["correlation"] == pytest.approx(1.0)
+    assert same["lse_c"] == skip and same["lse_d"] == skip and same["lse_c_ground_truth"] == skip
+    assert same["av_sync"]["correlation"] == pytest.approx(same["av_sync_ground_truth"]["correlation"])
+    shut = lip_scores(closed, truth, audio, times, fps, syncnet=None, syncnet_skip=skip)
+    assert shut["lmd"] > 1.0 and shut["lmd_eye_units"] > 0.01
+
+    torch.manual_seed(0)
+    weights = tmp_path / "random_syncnet.model"
+    torch.save(SyncNet().state_dict(), weights)
+    syncnet, skip = syncnet_metric(weights)
+    assert skip is None
+    scored = lip_scores(closed, truth, audio, times, fps, syncnet=syncnet)
+    for key in ("lse_c", "lse_d", "lse_c_ground_truth", "lse_d_ground_truth"):
+        assert isinstance(scored[key], float) and np.isfinite(scored[key]), key
+    assert scored["lse_d"] >= 0 and scored["lse_c"] >= 0
+
+    cross = lip_scores(truth, truth, audio, times, fps, ground_truth=False, syncnet=None, syncnet_skip="skipped: x")
+    assert cross["lmd"].startswith("skipped: cross-driven") and "av_sync_ground_truth" not in cross
+    assert isinstance(cross["av_sync"], dict)
+    silent = lip_scores(truth, truth, None, times, fps, audio_skip="skipped: no audio here")
+    assert silent["av_sync"] == silent["lse_c_ground_truth"] == "skipped: no audio here"
