@@ -13,6 +13,8 @@ from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 
+from aenerf_ns.engine.checkpointing_trainer import CheckpointingTrainerConfig
+
 DEVICE_TYPE = "cuda" if torch.cuda.is_available() else "cpu"
 """Where training runs by default: the GPU when there is one."""
 VIEWER_HOST = "127.0.0.1"
@@ -30,9 +32,10 @@ def optimizers(max_steps: int, lr: float = 5e-4) -> dict:
 
 
 def talking_head_trainer(method_name: str, datamanager, model) -> TrainerConfig:
-    """The full-size (GPU) training settings shared by the talking-head methods."""
+    """The full-size (GPU) training settings shared by the talking-head methods; checkpoints are written
+    atomically, so a killed run resumes with `--load-dir`."""
     max_steps = 40000
-    return TrainerConfig(
+    return CheckpointingTrainerConfig(
         method_name=method_name,
         steps_per_eval_batch=500,
         steps_per_eval_image=1000,

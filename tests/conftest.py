@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -12,6 +13,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # the suite measures with random SyncNet weights it writes itself; real ones on this machine must not change results
 os.environ["AENERF_SYNCNET_WEIGHTS"] = "/nonexistent/aenerf-tests/syncnet_v2.model"
+# no network at run time: this process and every process the tests start refuse all but loopback connections
+OFFLINE = Path(__file__).resolve().parent / "offline"
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(OFFLINE), os.environ.get("PYTHONPATH")]))
+_guard = importlib.util.spec_from_file_location("offline_guard", OFFLINE / "sitecustomize.py")
+_guard.loader.exec_module(importlib.util.module_from_spec(_guard))
 
 
 @pytest.fixture(scope="session")

@@ -189,6 +189,18 @@ def test_video_without_audio_is_refused(tmp_path, talking_video):
         process_video(video, tmp_path / "out", ProcessConfig(min_seconds=2))
 
 
+def test_silent_audio_is_refused_before_any_face_work(tmp_path, talking_video):
+    from aenerf_ns.audio.audio_io import write_wav
+
+    quiet = tmp_path / "quiet.wav"
+    write_wav(quiet, np.zeros(16000 * 4, np.float32), 16000)
+    video = encode_mp4(talking_video["frames"][:100], SOURCE_FPS, tmp_path / "mime.mp4", quiet)
+    out = tmp_path / "out"
+    with pytest.raises(ProcessError, match="is silent"):
+        process_video(video, out, ProcessConfig(min_seconds=2))
+    assert not list(out.rglob("*.npz")), "no face detection or tracking ran before the audio was checked"
+
+
 def test_video_without_a_face_is_refused(tmp_path, talking_video):
     from aenerf_ns.synthetic.synthetic_head import make_identity, render_background
 

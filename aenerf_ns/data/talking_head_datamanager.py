@@ -8,6 +8,11 @@ deformation is conditioned on them).
 
 The pixel sampler is any nerfstudio `PixelSamplerConfig`; each method's preset sets its own (a subclass
 instance), and the command line then offers that sampler's options under `--pipeline.datamanager.pixel-sampler.`.
+
+Frames are held in memory in a bounded set (nerfstudio's own image sampling): a dataset of up to
+`train_num_images_to_sample_from` frames is cached whole, as before; a larger one (a base model on many
+identities) holds that many random frames and draws a new set from disk every
+`train_num_times_to_repeat_images` steps, so memory does not grow with the number of frames.
 """
 
 from __future__ import annotations
@@ -30,6 +35,14 @@ class TalkingHeadDataManagerConfig(VanillaDataManagerConfig):
     """Where the talking-head dataset is read from."""
     pixel_sampler: PixelSamplerConfig = field(default_factory=PixelSamplerConfig)
     """How training rays are drawn: set by each method (region-wise for AE-NeRF, semantic-aware for SSP-NeRF)."""
+    train_num_images_to_sample_from: int = 250
+    """Training frames held in memory at a time (all of them when there are fewer; -1: always all)."""
+    train_num_times_to_repeat_images: int = 1000
+    """Training steps between draws of a new set of held frames (when not all are held)."""
+    eval_num_images_to_sample_from: int = 50
+    """Evaluation frames held in memory at a time (all of them when there are fewer; -1: always all)."""
+    eval_num_times_to_repeat_images: int = 1000
+    """Steps between draws of a new set of held evaluation frames (when not all are held)."""
 
 
 def _attach_camera_pose(ray_bundle, cameras, with_frame: bool) -> None:

@@ -19,7 +19,7 @@ from jaxtyping import Bool, Float, UInt8
 from rich.progress import Progress
 
 from aenerf_ns.audio.audio_features import compute_audio_features
-from aenerf_ns.audio.audio_io import AudioError, load_audio, write_wav
+from aenerf_ns.audio.audio_io import AudioError, check_not_silent, load_audio, write_wav
 from aenerf_ns.faces.face_tracking import Detections, detect_faces, person_masks, track_faces
 from aenerf_ns.preprocess.background_writer import BackgroundPngWriter
 from aenerf_ns.preprocess.face_crop import CropBox, MainFaces, check_faces, choose_crop, main_faces, save_main_faces
@@ -155,13 +155,31 @@ def check_video(info: VideoInfo, config: ProcessConfig) -> int:
     return int(np.floor(usable * config.fps + 1e-6))
 
 
+def check_speech(video: Path, info: VideoInfo) -> None:
+    """Decode the audio track once before any face work: unreadable, silent or short speech is refused in
+    seconds, not after every frame has been tracked."""
+    try:
+        audio = load_audio(video)
+        check_not_silent(audio)
+    except AudioError as exc:
+        raise ProcessError(f"the audio track of {video} cannot be used: {exc}") from None
+    if audio.duration_s < 0.9 * info.duration_s - 0.5:
+        raise ProcessError(
+            f"{video}: the audio track decodes to {audio.duration_s:.2f} s but the video lasts "
+            f"{info.duration_s:.2f} s; audio and video must cover the same speech"
+        )
+
+
 def probe(ctx: ProcessContext) -> tuple[VideoInfo, int]:
-    """What the video holds and how many dataset frames it gives; unusable videos are refused here."""
+    """What the video holds and how many dataset frames it gives; unusable videos (and their audio) are
+    refused here."""
     try:
         info = probe_video(ctx.video)
     except VideoInputError as exc:
         raise ProcessError(str(exc)) from None
-    return info, check_video(info, ctx.config)
+    num_frames = check_video(info, ctx.config)
+    check_speech(ctx.video, info)
+    return info, num_frames
 
 
 def detect(ctx: ProcessContext, info: VideoInfo, num_frames: int) -> MainFaces:
