@@ -1,8 +1,8 @@
 """What every audio-driven talking-head model here shares, whatever it renders with (rays or Gaussians).
 
 - the audio path: the clip's feature table (swapped for a new track by `set_audio_track` when rendering), the
-  audio encoder and the smoothing of codes over neighbouring frames (`audio_codes`), and the viewer's audio
-  controls;
+  audio encoder and the smoothing of codes over neighbouring frames (`audio_codes`), the viewer's audio
+  controls (pick, play, stream) and its opening camera (the first training frame's);
 - the identities' static background plates, and compositing over them (`finish_camera_outputs`);
 - the parsing classes (buffers of their colours and of the audio region's ids) and the parsing cross-entropy;
 - the evaluation metrics (PSNR, SSIM, lower-face, torso and mouth-area PSNR/MSE, parsing accuracy) that
@@ -30,6 +30,7 @@ from aenerf_ns.audio.audio_smoothing import AudioSmoother, clip_bounds, neighbou
 from aenerf_ns.data.parsing_labels import AUDIO_REGION_LABELS, LABEL_COLORS, LABEL_NAMES, MOUTH_INTERIOR, TORSO
 from aenerf_ns.data.talking_head_metadata import talking_head_metadata
 from aenerf_ns.models.viewer_audio import ViewerAudio
+from aenerf_ns.models.viewer_camera import FaceCamera
 from aenerf_ns.utils.image_metrics import masked_psnr, psnr, ssim
 
 MOUTH_MARGIN_PX = 2
@@ -80,6 +81,7 @@ class AudioDrivenModel(Model):
         self.register_buffer("default_audio", meta.default_audio.float().clone())
         self.audio_encoder = AudioEncoder(window, feature_dim, audio_dim) if audio_dim else None
         self._viewer_audio = None
+        self.viewer_face_camera = FaceCamera()  # the live viewer opens on the first training camera
         if audio_dim:  # live-viewer controls: which audio frame (or file) drives the render
             self._viewer_audio = ViewerAudio(self, meta.audio_feature_config, meta.fps)
             for name, element in self._viewer_audio.elements().items():
