@@ -59,11 +59,14 @@ def test_timings_are_ratios_to_nerfacto_from_the_same_run(bench_run):
         assert r["render_time_ratio"] == pytest.approx(r["render_seconds_per_frame"] / ref["render_seconds_per_frame"])
 
 
-def test_ground_truth_mouth_follows_the_speech(bench_run):
-    """The picture-based mouth measure, on the ground truth itself, must find the speech in sync."""
-    out, _, _ = bench_run
-    truth = json.loads((out / "bench.json").read_text())["methods"]["ssp-nerf"]["av_sync_ground_truth"]
-    assert truth["best_offset_frames"] == 0 and truth["best_correlation"] > 0.6
+def test_every_method_gets_the_lip_measures(bench_run):
+    """LMD for every method, peers included; 12 frames are too few for the sync measures, which say so."""
+    out, _, stdout = bench_run
+    for name, r in json.loads((out / "bench.json").read_text())["methods"].items():
+        assert isinstance(r["lmd"], float) and r["lmd"] >= 0 and r["lmd_frames"] > 0, name
+        for key in ("av_sync", "lse_c", "lse_d", "av_sync_ground_truth"):
+            assert r[key].startswith("skipped: needs at least 25"), (name, key, r[key])
+    assert all(column in stdout for column in ("LMD", "LSE-C", "LSE-D"))
 
 
 def test_pictures_are_written(bench_run):
