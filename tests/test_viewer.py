@@ -346,8 +346,8 @@ def _start_viewer(data, ns_train, tmp_path, port: int) -> subprocess.Popen:
     """`ns-train` with the live viewer on `port`, returned once the viewer accepts connections."""
     cmd = ns_train(data, tmp_path / "runs", iterations=100000, vis="viewer", small=True)
     cmd += ["--viewer.websocket-port", str(port)]
-    log = open(tmp_path / "train.log", "w")
-    train = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    with open(tmp_path / "train.log", "w") as log:  # the child keeps its own descriptor
+        train = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
     deadline = time.time() + 300
     while True:
         if train.poll() is not None:
@@ -406,7 +406,6 @@ def test_live_viewer_shows_a_rendered_frame_in_a_real_browser(sample_dataset, ns
             train.wait(timeout=30)
         except subprocess.TimeoutExpired:
             train.kill()
-        log.close()
 
 
 class _DevTools:
@@ -532,4 +531,3 @@ def test_viewer_opens_on_the_face_and_plays_speech_in_a_real_browser(sample_data
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
-        log.close()
