@@ -396,9 +396,9 @@ def test_live_viewer_shows_a_rendered_frame_in_a_real_browser(sample_dataset, ns
         viewport = image[80:680, 20:640]  # the 3D view, left of the control panel
         assert viewport.std() > 1.0, "the viewport is blank"
         r, g, b = viewport.reshape(-1, 3).mean(0)
-        # an empty viewport is neutral grey (channels within a few levels); the sample's green plate tints
-        # a rendered frame (measured 15-25 levels greener than red and blue, depending on render progress)
-        assert g - max(r, b) > 8, (r, g, b)
+        # an empty viewport is neutral grey (channels within a few levels); a rendered frame is tinted by the
+        # sample's green plate or, seen from the face camera, by the face (measured 15-50 levels apart)
+        assert max(r, g, b) - min(r, g, b) > 8, (r, g, b)
         assert train.poll() is None, "training must survive the browser session"
     finally:
         train.terminate()
