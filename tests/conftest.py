@@ -61,6 +61,10 @@ def dataset_copy(sample_dataset, tmp_path) -> Path:
     return dst
 
 
+WHOLE_IMAGE_METHODS = ("aenerf-gs", "aenerf-gs-tiny")
+"""Methods that train on whole images: their datamanager has no rays-per-batch option."""
+
+
 def ns_train_command(
     data: Path,
     output_dir: Path,
@@ -69,12 +73,15 @@ def ns_train_command(
     small: bool = False,
     method: str = "aenerf-tiny",
 ) -> list[str]:
-    """`ns-train <method>` on CPU with 64 rays per batch; `small` adds the SMALL_MODEL field sizes (aenerf)."""
+    """`ns-train <method>` on CPU with 64 rays per batch (ray-based methods); `small` adds the SMALL_MODEL field
+    sizes (aenerf)."""
     import sys
 
     cmd = [str(Path(sys.executable).parent / "ns-train"), method, "--data", str(data)]
     cmd += ["--output-dir", str(output_dir), "--max-num-iterations", str(iterations)]
-    cmd += ["--machine.device-type", "cpu", "--vis", vis, "--pipeline.datamanager.train-num-rays-per-batch", "64"]
+    cmd += ["--machine.device-type", "cpu", "--vis", vis]
+    if method not in WHOLE_IMAGE_METHODS:
+        cmd += ["--pipeline.datamanager.train-num-rays-per-batch", "64"]
     if small:
         for key, value in SMALL_MODEL.items():
             if not key.startswith("hash_"):

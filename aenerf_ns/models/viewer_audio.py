@@ -22,6 +22,27 @@ from aenerf_ns.models.audio_player import AudioPlayer, PlaybackControl
 SOURCES = ("training audio", "loaded file", "audio stream", "clip average")
 
 
+def set_slider_max(slider: ViewerSlider, maximum: int) -> None:
+    """Give a viewer slider a new upper end, in every browser showing it.
+
+    viser 0.2.7 (the version nerfstudio 1.1.5 pins) has no `max` on its slider handles: assigning `handle.max` only
+    sets a Python attribute, so every browser kept the slider's first range (the training clip's frames) and showed
+    a loaded file's or a stream's later frames as the clip's last frame, though the render used the right one.
+    Where the handle has a `max` property it is used; otherwise every browser is sent the update message such a
+    property sends (viser keeps it for browsers that connect later).
+    """
+    slider.max = maximum  # what a handle created later starts with
+    handle = slider.gui_handle
+    if handle is None:
+        return
+    if isinstance(getattr(type(handle), "max", None), property):
+        handle.max = maximum
+        return
+    from viser._messages import GuiUpdateMessage
+
+    handle._impl.gui_api._websock_interface.queue_message(GuiUpdateMessage(handle._impl.id, {"max": maximum}))
+
+
 class ViewerAudio:
     """State behind the audio controls; `windows()` gives the feature windows the viewer render uses."""
 
@@ -67,8 +88,8 @@ class ViewerAudio:
 
     def _on_source(self, _element=None) -> None:
         rows = self._rows()
-        if self.frame.gui_handle is not None and rows:
-            self.frame.gui_handle.max = max(rows - 1, 1)
+        if rows:
+            set_slider_max(self.frame, max(rows - 1, 1))
         if self.source.value == "loaded file" and self.file_table is None:
             self.status.value = "no audio file loaded yet: enter a path and press 'Load audio file'"
         if self.source.value == "audio stream" and self.live is None:
@@ -128,8 +149,7 @@ class ViewerAudio:
             ended = " (stream ended)" if live.done else ""
             self.status.value = f"audio stream: {count} frames{ended}"
         if count and self.source.value == "audio stream":
-            if self.frame.gui_handle is not None:
-                self.frame.gui_handle.max = max(count - 1, 1)
+            set_slider_max(self.frame, max(count - 1, 1))
             self.frame.value = count - 1
             self.player.request_render()
 
