@@ -11,9 +11,9 @@ from nerfstudio.configs.base_config import MachineConfig, ViewerConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
 from nerfstudio.engine.trainer import TrainerConfig
-from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 
 from aenerf_ns.engine.checkpointing_trainer import CheckpointingTrainerConfig
+from aenerf_ns.engine.talking_head_pipeline import TalkingHeadPipelineConfig
 
 DEVICE_TYPE = "cuda" if torch.cuda.is_available() else "cpu"
 """Where training runs by default: the GPU when there is one."""
@@ -43,7 +43,7 @@ def talking_head_trainer(method_name: str, datamanager, model) -> TrainerConfig:
         max_num_iterations=max_steps,
         mixed_precision=False,
         machine=MachineConfig(device_type=DEVICE_TYPE),
-        pipeline=VanillaPipelineConfig(datamanager=datamanager, model=model),
+        pipeline=TalkingHeadPipelineConfig(datamanager=datamanager, model=model),
         optimizers=optimizers(max_steps),
         viewer=ViewerConfig(num_rays_per_chunk=4096, websocket_host=VIEWER_HOST),
         vis="viewer",

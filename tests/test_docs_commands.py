@@ -62,6 +62,7 @@ TINY_RUN = {
     ],
     "aenerf-eval": ["--max-frames", "2"],
 }
+TINY_RUN["aenerf-train"] = TINY_RUN["ns-train"]
 """Size knobs appended to documented commands when they are run for real."""
 
 
@@ -317,3 +318,10 @@ def test_readme_finetuning_recipe_runs(tmp_path):
     _check_ran(evaluate, result)
     assert (run / "eval" / "metrics.json").is_file()
     assert "Warning" not in result.stdout + result.stderr and "Warning" in (run / "aenerf.log").read_text()
+
+    # README's data-parallel command for CPU processes, on the same base folder (its GPU ones only parse here)
+    (parallel,) = [c for c in COMMANDS if c.program == "aenerf-train" and "cpu" in c.argv]
+    result = _run_for_real(parallel, tmp_path)
+    _check_ran(parallel, result)
+    digests = re.findall(r"rank (\d): parameter digest (\w+)", result.stdout)
+    assert sorted(rank for rank, _ in digests) == ["0", "1"] and len({d for _, d in digests}) == 1, digests

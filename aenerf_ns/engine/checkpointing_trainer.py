@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
+from nerfstudio.utils.decorators import check_main_thread
 
 PARTIAL_DIR = ".checkpoint_in_progress"
 """Folder next to `nerfstudio_models/` where a checkpoint is written before it is renamed into place (outside
@@ -37,12 +38,20 @@ def numpy_scalar_globals() -> list:
 
 
 class CheckpointingTrainer(Trainer):
-    """`Trainer` whose checkpoints are written atomically and load back for `--load-dir` resumes."""
+    """`Trainer` whose checkpoints are written atomically and load back for `--load-dir` resumes.
+
+    In a data-parallel run only rank 0 evaluates (nerfstudio evaluates on every rank; the other ranks then hold no
+    evaluation frames at all, see `TalkingHeadDataManager`)."""
+
+    @check_main_thread
+    def eval_iteration(self, step: int) -> None:
+        super().eval_iteration(step)
 
     def _load_checkpoint(self) -> None:
         with torch.serialization.safe_globals(numpy_scalar_globals()):
             super()._load_checkpoint()
 
+    @check_main_thread  # in a data-parallel run only rank 0 writes (all ranks hold the same weights)
     def save_checkpoint(self, step: int) -> None:
         final_dir: Path = self.checkpoint_dir
         partial_dir = final_dir.parent / PARTIAL_DIR

@@ -85,6 +85,8 @@ class GaussianTalkingHeadModel(AudioDrivenModel):
     """See the module docstring."""
 
     config: GaussianTalkingHeadModelConfig
+    supports_data_parallel = False
+    """Densification and pruning change the parameter set, which DistributedDataParallel cannot follow."""
 
     # ------------------------------------------------------------------ construction
     def populate_modules(self) -> None:

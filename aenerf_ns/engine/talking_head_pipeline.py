@@ -1,0 +1,91 @@
+"""nerfstudio's vanilla pipeline, with data-parallel training that also works on CPU processes.
+
+nerfstudio wraps the model in DistributedDataParallel with `device_ids=[local_rank]` and waits at a barrier that
+names a GPU, both of which only exist on CUDA; on CPU processes (gloo) the wrap fails. Here the device ids are
+given only on CUDA. `find_unused_parameters` stays on: AE-NeRF sends each ray through one of its two fields, so
+in a step where no ray of a rank reaches a field, that field's parameters get no gradient there.
+
+Buffers are not broadcast at every step (DistributedDataParallel's default): a talking-head model's buffers are its
+identities' data (audio-feature table, references, background plates), built identically by every process from the
+same dataset and never trained; at base-model scale the audio table alone is gigabytes. The launcher checks at the
+end of training that every process holds the same parameters and buffers.
+
+Models whose parameter set changes during training (Gaussian splatting densifies and prunes) cannot be kept in
+step by DistributedDataParallel; they say so with `supports_data_parallel = False` and are refused here.
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.distributed as dist
+from nerfstudio.models.base_model import Model
+from nerfstudio.pipelines.base_pipeline import Pipeline, VanillaPipeline, VanillaPipelineConfig
+from torch.nn.parallel import DistributedDataParallel
+
+
+class DataParallelUnsupported(RuntimeError):
+    """The method cannot train on several processes."""
+
+
+def refuse_data_parallel(model_class: type, world_size: int) -> None:
+    """Raise `DataParallelUnsupported` when `world_size` processes would train a model that cannot be replicated."""
+    if world_size > 1 and not getattr(model_class, "supports_data_parallel", True):
+        raise DataParallelUnsupported(
+            f"{model_class.__name__} trains on one device only (its parameter set changes during training, which "
+            "DistributedDataParallel cannot follow): train it without --machine.num-devices / --machine.num-machines"
+        )
+
+
+@dataclass
+class TalkingHeadPipelineConfig(VanillaPipelineConfig):
+    """nerfstudio's VanillaPipelineConfig, building the `TalkingHeadPipeline`."""
+
+    _target: type = field(default_factory=lambda: TalkingHeadPipeline)
+
+
+class TalkingHeadPipeline(VanillaPipeline):
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        config: VanillaPipelineConfig,
+        device: str,
+        test_mode: Literal["test", "val", "inference"] = "val",
+        world_size: int = 1,
+        local_rank: int = 0,
+        grad_scaler: torch.amp.GradScaler | None = None,
+    ):
+        refuse_data_parallel(config.model._target, world_size)
+        Pipeline.__init__(self)
+        self.config = config
+        self.test_mode = test_mode
+        self.datamanager = config.datamanager.setup(
+            device=device, test_mode=test_mode, world_size=world_size, local_rank=local_rank
+        )
+        self.datamanager.to(device)
+        assert self.datamanager.train_dataset is not None, "Missing input dataset"
+        self._model = config.model.setup(
+            scene_box=self.datamanager.train_dataset.scene_box,
+            num_train_data=len(self.datamanager.train_dataset),
+            metadata=self.datamanager.train_dataset.metadata,
+            device=device,
+            grad_scaler=grad_scaler,
+        )
+        self.model.to(device)
+        self.world_size = world_size
+        if world_size > 1:
+            on_gpu = torch.device(device).type == "cuda"
+            self._model = typing.cast(
+                Model,
+                DistributedDataParallel(
+                    self._model,
+                    device_ids=[local_rank] if on_gpu else None,
+                    find_unused_parameters=True,
+                    broadcast_buffers=False,
+                ),
+            )
+            dist.barrier()
