@@ -320,7 +320,8 @@ def test_readme_finetuning_recipe_runs(tmp_path):
     assert "Warning" not in result.stdout + result.stderr and "Warning" in (run / "aenerf.log").read_text()
 
     # README's data-parallel command for CPU processes, on the same base folder (its GPU ones only parse here)
-    (parallel,) = [c for c in COMMANDS if c.program == "aenerf-train" and "cpu" in c.argv]
+    readme = [c for c in COMMANDS if c.file == "README.md"]
+    (parallel,) = [c for c in readme if c.program == "aenerf-train" and "cpu" in c.argv]
     result = _run_for_real(parallel, tmp_path)
     _check_ran(parallel, result)
     digests = re.findall(r"rank (\d): parameter digest (\w+)", result.stdout)
