@@ -31,7 +31,7 @@ class TrainingShard:
     def describe(self, rank: int, world_size: int, names: list[str]) -> str:
         """One line for the training log."""
         what = ", ".join(names[k] for k in self.identities) if self.by_identity else "every identity"
-        unit = "identities" if self.by_identity else f"every {world_size}th frame of"
+        unit = "identities" if self.by_identity else f"1 in {world_size} frames of"
         return f"rank {rank}/{world_size}: {len(self.frame_indices)} training frames ({unit} {what})"
 
 

@@ -29,8 +29,6 @@ from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.utils import comms
 from nerfstudio.utils.rich_utils import CONSOLE
 
-from aenerf_ns.engine.talking_head_pipeline import refuse_data_parallel
-
 TIMEOUT = timedelta(minutes=30)
 """How long a collective operation waits for the other processes (nerfstudio's value)."""
 
@@ -119,11 +117,13 @@ def _worker(
 
 
 def launch(config: TrainerConfig) -> None:
-    """Train `config` on `--machine.num-devices` processes of this machine (times `--machine.num-machines`)."""
+    """Train `config` on `--machine.num-devices` processes of this machine (times `--machine.num-machines`).
+
+    A method that cannot train data-parallel is refused by `aenerf-train` before anything is written (and by the
+    pipeline in every process, as a last guard)."""
     from nerfstudio.scripts.train import launch as nerfstudio_launch
     from nerfstudio.scripts.train import train_loop as nerfstudio_train_loop
 
-    refuse_data_parallel(config.pipeline.model._target, config.machine.num_machines * config.machine.num_devices)
     machine = config.machine
     world_size = machine.num_machines * machine.num_devices
     if world_size < 1:
