@@ -29,12 +29,22 @@ class RenderArgs:
     """Speech to drive the head with: wav, flac, mp3, m4a, or a video's audio track."""
     output_path: Path = Path("renders/output.mp4")
     """mp4 to write (h264 video + aac audio)."""
-    pose_source: Literal["pingpong", "loop", "fixed", "camera-path"] = "pingpong"
-    """Head poses: the training frames' poses forward and back, looped, one fixed pose, or a camera path."""
+    pose_source: Literal["pingpong", "loop", "fixed", "camera-path", "interpolate", "spiral"] = "pingpong"
+    """Head poses: the training frames' poses forward and back, looped, one fixed pose, a camera path, a path
+    interpolated between the training poses, or a spiral around one of them (the last three as in ns-render)."""
     fixed_frame: int = 0
-    """Training frame whose pose --pose-source fixed holds."""
+    """Training frame whose pose --pose-source fixed holds and --pose-source spiral circles around."""
     camera_path_filename: Path | None = None
     """nerfstudio camera-path JSON (from the viewer) for --pose-source camera-path; looped to the audio length."""
+    interpolation_steps: int = 10
+    """--pose-source interpolate: poses from each training pose to the next (as ns-render interpolate)."""
+    order_poses: bool = False
+    """--pose-source interpolate: order the training poses by proximity first (as ns-render interpolate)."""
+    radius: float = 0.1
+    """--pose-source spiral: radius of the spiral, in scene units (as ns-render spiral)."""
+    seconds: float | None = None
+    """--pose-source interpolate or spiral: duration of the path, repeated over the audio (interpolate forward and
+    back, spiral round again); by default the path spans the whole audio once."""
     identity: int = 0
     """Identity to render when the run was trained on several (index in the run's dataset order)."""
     downscale_factor: float = 1.0
@@ -75,6 +85,17 @@ def _checked_audio(args: RenderArgs):
     background = parse_background(args.background)
     if args.downscale_factor <= 0:
         raise RenderInputError(f"--downscale-factor must be positive, got {args.downscale_factor}")
+    if args.interpolation_steps < 1:
+        raise RenderInputError(f"--interpolation-steps must be at least 1, got {args.interpolation_steps}")
+    if args.radius <= 0:
+        raise RenderInputError(f"--radius must be positive, got {args.radius}")
+    if args.seconds is not None:
+        if args.pose_source not in ("interpolate", "spiral"):
+            raise RenderInputError(
+                f"--seconds sets the duration of an interpolate or spiral path, not {args.pose_source}"
+            )
+        if args.seconds <= 0:
+            raise RenderInputError(f"--seconds must be positive, got {args.seconds}")
     if args.pose_source == "camera-path":
         if args.camera_path_filename is None:
             raise RenderInputError("--pose-source camera-path needs --camera-path-filename")
@@ -90,8 +111,32 @@ def _checked_audio(args: RenderArgs):
     return audio, background
 
 
-def _frame_cameras(args: RenderArgs, outputs, num_frames: int) -> list:
-    """One camera per output frame: the identity's training poses or the camera path, scheduled over the audio."""
+def _generated_path(args: RenderArgs, poses, num_frames: int, fps: float) -> tuple:
+    """The interpolate or spiral path built from the identity's training `poses`, and its schedule over the audio."""
+    from aenerf_ns.inference.audio_render import interpolated_poses, path_schedule, spiral_poses
+
+    frames_per_pass = num_frames
+    if args.seconds is not None:
+        frames_per_pass = round(args.seconds * fps)
+        if frames_per_pass < 1:
+            raise RenderInputError(f"--seconds {args.seconds} is shorter than one frame at {fps:g} fps")
+    if args.pose_source == "spiral":
+        if not 0 <= args.fixed_frame < len(poses):
+            raise RenderInputError(f"--fixed-frame {args.fixed_frame} is outside 0..{len(poses) - 1}")
+        start = poses[args.fixed_frame : args.fixed_frame + 1]
+        path = spiral_poses(start, steps=frames_per_pass, radius=args.radius)
+        return path, path_schedule(num_frames, len(path), frames_per_pass, "loop")
+    if len(poses) < 2:
+        raise RenderInputError(
+            f"--pose-source interpolate needs two training poses or more; identity {args.identity} has one"
+        )
+    path = interpolated_poses(poses, steps=args.interpolation_steps, order_poses=args.order_poses)
+    return path, path_schedule(num_frames, len(path), frames_per_pass, "pingpong")
+
+
+def _frame_cameras(args: RenderArgs, outputs, num_frames: int, fps: float) -> list:
+    """One camera per output frame: the identity's training poses, a path made from them, or the camera path,
+    scheduled over the audio."""
     from aenerf_ns.data.talking_head_metadata import talking_head_metadata
     from aenerf_ns.inference.audio_render import identity_poses, pose_schedule, render_cameras
 
@@ -106,6 +151,8 @@ def _frame_cameras(args: RenderArgs, outputs, num_frames: int) -> list:
         except (json.JSONDecodeError, KeyError, ValueError) as exc:
             raise RenderInputError(f"{args.camera_path_filename} is not a nerfstudio camera path: {exc}") from exc
         schedule = pose_schedule(num_frames, len(poses), "loop")
+    elif args.pose_source in ("interpolate", "spiral"):
+        poses, schedule = _generated_path(args, identity_poses(outputs.cameras, args.identity), num_frames, fps)
     else:
         poses = identity_poses(outputs.cameras, args.identity)
         schedule = pose_schedule(num_frames, len(poses), args.pose_source, args.fixed_frame)
@@ -171,7 +218,7 @@ def main(args: RenderArgs) -> Path:
     if num_frames < 1:
         raise RenderInputError(f"{args.audio} lasts {audio.duration_s:.3f} s: shorter than one frame at {fps:g} fps")
     drive_with_audio(model, audio, fps, num_frames, config.pipeline.datamanager.dataparser.audio)
-    frame_cameras = _frame_cameras(args, outputs, num_frames)
+    frame_cameras = _frame_cameras(args, outputs, num_frames, fps)
 
     output = Path(args.output_path)
     frames_dir = output.parent / f".{output.stem}.frames-{_frames_key(args, ckpt, num_frames)}"
