@@ -92,7 +92,7 @@ def _checked_audio(args: RenderArgs):
     if args.seconds is not None:
         if args.pose_source not in ("interpolate", "spiral"):
             raise RenderInputError(
-                f"--seconds sets the duration of an interpolate or spiral path, not {args.pose_source}"
+                f"--seconds is the duration of an interpolate or spiral path; --pose-source {args.pose_source} has none"
             )
         if args.seconds <= 0:
             raise RenderInputError(f"--seconds must be positive, got {args.seconds}")

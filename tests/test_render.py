@@ -1,6 +1,7 @@
 """`aenerf-render`: a trained run speaking new audio as an mp4 with sound, resumable, with clear errors."""
 
 import copy
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -174,6 +175,24 @@ class TestBadInput:
             main(_render_args(moved / "config.yml", speech_wav, tmp_path / "o.mp4"))
         with pytest.raises(CheckpointError, match="does not exist"):
             main(_render_args(tmp_path / "nowhere.yml", speech_wav, tmp_path / "o.mp4"))
+
+    @pytest.mark.parametrize(
+        "options, message",
+        [
+            (dict(pose_source="spiral", radius=0.0), "--radius must be positive, got 0.0"),
+            (dict(pose_source="interpolate", interpolation_steps=0), "--interpolation-steps must be at least 1, got 0"),
+            (dict(pose_source="interpolate", seconds=-1.0), "--seconds must be positive"),
+            (dict(pose_source="pingpong", seconds=2.0), "--seconds is the duration of an interpolate or spiral path"),
+            (dict(pose_source="spiral", seconds=0.01), "--seconds 0.01 is shorter than one frame at 25 fps"),
+            (dict(pose_source="spiral", fixed_frame=500), "--fixed-frame 500 is outside 0..36"),
+        ],
+    )
+    def test_bad_path_settings(self, tiny_run, speech_wav, tmp_path, options, message):
+        from aenerf_ns.scripts.render import RenderInputError, main
+
+        with pytest.raises(RenderInputError, match=re.escape(message)):
+            main(_render_args(tiny_run, speech_wav, tmp_path / "o.mp4", **options))
+        assert not (tmp_path / "o.mp4").exists()
 
     def test_cli_prints_one_clear_line(self, tiny_run, tmp_path):
         run = subprocess.run(
