@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -30,8 +30,7 @@ class RenderArgs:
     output_path: Path = Path("renders/output.mp4")
     """mp4 to write (h264 video + aac audio)."""
     pose_source: Literal["pingpong", "loop", "fixed", "camera-path", "interpolate", "spiral"] = "pingpong"
-    """Head poses: the training frames' poses forward and back, looped, one fixed pose, a camera path, a path
-    interpolated between the training poses, or a spiral around one of them (the last three as in ns-render)."""
+    """Head poses: training poses forward and back, looped or held; a camera path; ns-render's interpolate or spiral."""
     fixed_frame: int = 0
     """Training frame whose pose --pose-source fixed holds and --pose-source spiral circles around."""
     camera_path_filename: Path | None = None
@@ -43,12 +42,17 @@ class RenderArgs:
     radius: float = 0.1
     """--pose-source spiral: radius of the spiral, in scene units (as ns-render spiral)."""
     seconds: float | None = None
-    """--pose-source interpolate or spiral: duration of the path, repeated over the audio (interpolate forward and
-    back, spiral round again); by default the path spans the whole audio once."""
+    """--pose-source interpolate/spiral: the path's duration, repeated to the audio's end (default: the audio's)."""
     identity: int = 0
     """Identity to render when the run was trained on several (index in the run's dataset order)."""
     downscale_factor: float = 1.0
     """Divide the output width and height by this."""
+    rendered_output_names: list[str] = field(default_factory=lambda: ["rgb"])
+    """Model outputs shown side by side: rgb, depth, accumulation, parsing, audio_region, ... (as ns-render)."""
+    depth_near_plane: float | None = None
+    """Depth shown as the colour scale's start (default: each frame's nearest), for depth outputs (as ns-render)."""
+    depth_far_plane: float | None = None
+    """Depth shown as the colour scale's end (default: each frame's farthest), for depth outputs (as ns-render)."""
     background: str = "training"
     """'training' (the identity's background plate), white, black, green, or #rrggbb."""
     watermark: bool = False
@@ -85,6 +89,8 @@ def _checked_audio(args: RenderArgs):
     background = parse_background(args.background)
     if args.downscale_factor <= 0:
         raise RenderInputError(f"--downscale-factor must be positive, got {args.downscale_factor}")
+    if not args.rendered_output_names:
+        raise RenderInputError("--rendered-output-names needs at least one output name, such as rgb")
     if args.interpolation_steps < 1:
         raise RenderInputError(f"--interpolation-steps must be at least 1, got {args.interpolation_steps}")
     if args.radius <= 0:
@@ -159,7 +165,7 @@ def _frame_cameras(args: RenderArgs, outputs, num_frames: int, fps: float) -> li
     return render_cameras(poses, schedule, args.identity, 1.0 / args.downscale_factor)
 
 
-def _render_with_progress(console, model, cameras: list, frames_dir: Path, background, watermark: bool) -> None:
+def _render_with_progress(console, model, cameras: list, frames_dir: Path, background, args: RenderArgs) -> None:
     """Render the frames not yet in `frames_dir`, showing a progress bar over all of them."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -172,7 +178,14 @@ def _render_with_progress(console, model, cameras: list, frames_dir: Path, backg
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("render", total=len(cameras))
         render_frames(
-            model, cameras, frames_dir, background, watermark, on_frame=lambda t: progress.update(task, completed=t + 1)
+            model,
+            cameras,
+            frames_dir,
+            background,
+            args.watermark,
+            on_frame=lambda t: progress.update(task, completed=t + 1),
+            output_names=args.rendered_output_names,
+            depth_range=(args.depth_near_plane, args.depth_far_plane),
         )
 
 
@@ -222,7 +235,7 @@ def main(args: RenderArgs) -> Path:
 
     output = Path(args.output_path)
     frames_dir = output.parent / f".{output.stem}.frames-{_frames_key(args, ckpt, num_frames)}"
-    _render_with_progress(console, model, frame_cameras, frames_dir, background, args.watermark)
+    _render_with_progress(console, model, frame_cameras, frames_dir, background, args)
     metadata = _provenance(config.method_name, step, args.audio)
     encode_frames_with_audio(str(frames_dir / "%06d.png"), fps, num_frames, args.audio, output, metadata)
     if not args.keep_frames:

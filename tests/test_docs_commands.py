@@ -349,3 +349,5 @@ def test_readme_render_path_commands_run(tiny_run, tmp_path):
         output = tmp_path / command.argv[command.argv.index("--output-path") + 1]
         info = probe_media(output)
         assert (info.num_frames, info.audio_codec) == (25, "aac"), command.where()
+        panels = 2 if "--rendered-output-names" in command.argv else 1  # README's names two outputs
+        assert (info.width, info.height) == (12 * panels, 12), command.where()  # the 48 px sample run, downscaled 4x

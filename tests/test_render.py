@@ -333,3 +333,34 @@ def test_render_interpolated_and_spiral_paths_with_sound(tiny_run, tmp_path):
     assert np.array_equal(interpolated[0], fixed[0])
     assert np.abs(interpolated[-1] - fixed[-1]).max() > 0, "interpolate ends at the last training pose"
     assert all(np.abs(spiral[t] - fixed[t]).max() > 0 for t in range(25)), "every spiral frame is off the start pose"
+
+
+def test_rendered_output_names_sit_side_by_side(sample_dataset, small_model, tmp_path):
+    """Each frame shows the chosen outputs left to right; an output the model lacks is named, nothing is written."""
+    import torch
+    from nerfstudio.utils import colormaps
+
+    from aenerf_ns.aenerf.aenerf_model import AENeRFModelConfig
+    from aenerf_ns.data.talking_head_dataparser import TalkingHeadDataParserConfig
+    from aenerf_ns.inference.audio_render import pose_schedule, render_cameras, render_frames
+
+    outputs = TalkingHeadDataParserConfig(data=sample_dataset).setup().get_dataparser_outputs("train")
+    model = AENeRFModelConfig(**small_model).setup(
+        scene_box=outputs.scene_box, num_train_data=len(outputs.image_filenames), metadata=outputs.metadata
+    )
+    model.eval()
+    cameras = render_cameras(outputs.cameras, pose_schedule(1, len(outputs.cameras), "fixed"), 0, scale=0.25)
+    render_frames(model, cameras, tmp_path / "rgb")
+    render_frames(model, cameras, tmp_path / "three", output_names=["rgb", "depth", "audio_region"])
+    rgb = np.array(Image.open(tmp_path / "rgb" / "000000.png")).astype(np.int16)
+    three = np.array(Image.open(tmp_path / "three" / "000000.png")).astype(np.int16)
+    assert three.shape == (12, 36, 3)
+    assert np.abs(three[:, :12] - rgb).max() <= 1
+    with torch.no_grad():
+        region = colormaps.apply_colormap(model.get_outputs_for_camera(cameras[0])["audio_region"])
+    assert np.abs(three[:, 24:] - region.numpy() * 255).max() <= 1
+    assert np.abs(three[:, 12:24] - three[:, 24:]).max() > 0
+
+    with pytest.raises(ValueError, match="no image output 'normals'; it renders accumulation, audio_region, depth"):
+        render_frames(model, cameras, tmp_path / "bad", output_names=["rgb", "normals"])
+    assert not (tmp_path / "bad").exists()

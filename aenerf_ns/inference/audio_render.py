@@ -9,13 +9,13 @@ folder of numbered PNGs, skipping frames already there, so an interrupted render
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
-from jaxtyping import Int
+from jaxtyping import Float, Int
 from nerfstudio.cameras.cameras import Cameras
 
 from aenerf_ns.audio.audio_io import LoadedAudio
@@ -210,6 +210,37 @@ def add_watermark(image: np.ndarray, text: str = "AI-generated") -> np.ndarray:
     return np.asarray(pil)
 
 
+def output_image(
+    outputs: dict,
+    name: str,
+    background: tuple[float, float, float] | None = None,
+    depth_range: tuple[float | None, float | None] = (None, None),
+) -> Float[torch.Tensor, "h w 3"]:
+    """One of the model's outputs for a camera as an RGB image in [0, 1], shown as ns-render shows it.
+
+    "rgb" is composited over `background` (None keeps the model's own, the training plate); outputs named like
+    "depth" are coloured by distance (between `depth_range`, or each frame's own range); others go through
+    nerfstudio's colormap (one channel as a colour scale, three as RGB, more reduced to three).
+    """
+    from nerfstudio.utils import colormaps
+
+    if name == "rgb":
+        rgb = outputs["rgb"]
+        if background is not None:
+            color = torch.tensor(background, device=rgb.device, dtype=rgb.dtype)
+            rgb = outputs.get("rgb_foreground", rgb) + (1.0 - outputs["accumulation"]) * color
+        return rgb
+    images = sorted(k for k, v in outputs.items() if isinstance(v, torch.Tensor) and v.ndim == 3)
+    if name not in images:
+        raise ValueError(f"the model renders no image output {name!r}; it renders {', '.join(images)}")
+    if "depth" in name:
+        near, far = depth_range
+        return colormaps.apply_depth_colormap(
+            outputs[name], accumulation=outputs.get("accumulation"), near_plane=near, far_plane=far
+        )
+    return colormaps.apply_colormap(outputs[name])
+
+
 @torch.no_grad()
 def render_frames(
     model,
@@ -218,21 +249,23 @@ def render_frames(
     background: tuple[float, float, float] | None = None,
     watermark: bool = False,
     on_frame: Callable[[int], None] | None = None,
+    output_names: Sequence[str] = ("rgb",),
+    depth_range: tuple[float | None, float | None] = (None, None),
 ) -> None:
-    """Render every camera to `frames_dir/000000.png, ...`; frames already on disk are kept, not redone."""
+    """Render every camera to `frames_dir/000000.png, ...`; frames already on disk are kept, not redone.
+
+    Each frame shows `output_names` side by side, left to right (see `output_image`).
+    """
     frames_dir = Path(frames_dir)
-    frames_dir.mkdir(parents=True, exist_ok=True)
     for t, camera in enumerate(cameras):
         path = frames_dir / f"{t:06d}.png"
         if not path.is_file():
             outputs = model.get_outputs_for_camera(camera.to(model.device))
-            rgb = outputs["rgb"]
-            if background is not None:
-                color = torch.tensor(background, device=rgb.device, dtype=rgb.dtype)
-                rgb = outputs.get("rgb_foreground", rgb) + (1.0 - outputs["accumulation"]) * color
-            image = to_uint8(rgb)
+            panels = [output_image(outputs, name, background, depth_range) for name in output_names]
+            image = to_uint8(torch.cat(panels, dim=1))
             if watermark:
                 image = add_watermark(image)
+            frames_dir.mkdir(parents=True, exist_ok=True)
             atomic_save_png(path, image)
         if on_frame is not None:
             on_frame(t)
