@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 import types
 from pathlib import Path
 
@@ -113,12 +112,6 @@ def test_the_viewer_refuses_a_loaded_file_with_nan(tmp_path):
     assert viewer.file_table is None and viewer.source.value == "training audio"
 
 
-def _wait(live, seconds: float = 20.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not live.done and time.monotonic() < deadline:
-        time.sleep(0.01)
-
-
 def test_a_float_wav_stream_stops_at_its_first_bad_sample(tmp_path):
     """A clean 32-bit float wav streams like the file; one with an infinite sample stops there, with the time."""
     from aenerf_ns.audio.audio_features import AudioFeatureConfig
@@ -139,7 +132,7 @@ def test_a_float_wav_stream_stops_at_its_first_bad_sample(tmp_path):
 
     viewer = _viewer_audio()
     assert viewer.start_stream(str(wav))
-    _wait(viewer.live)
+    viewer.live.join(timeout=20)
     assert viewer.live.done and "stream stopped" in viewer.status.value
     assert f"non-finite sample (inf) at {BAD_TIME} s" in viewer.status.value
 
