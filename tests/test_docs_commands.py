@@ -351,3 +351,26 @@ def test_readme_render_path_commands_run(tiny_run, tmp_path):
         assert (info.num_frames, info.audio_codec) == (25, "aac"), command.where()
         panels = 2 if "--rendered-output-names" in command.argv else 1  # README's names two outputs
         assert (info.width, info.height) == (12 * panels, 12), command.where()  # the 48 px sample run, downscaled 4x
+
+
+def test_syncnet_reference_check_runs_on_a_pre_cropped_clip(tmp_path):
+    """docs/evaluation.md's real-weights check, run as shown in a folder holding an `example.avi` (a 25 fps clip of
+    stand-in face crops with speech) and a `syncnet_v2.model` of random weights: it scores the frames as they are."""
+    import json
+
+    import torch
+    from media_files import face_crop_clip
+
+    from aenerf_ns.evaluation.syncnet_network import SyncNet
+
+    (command,) = [c for c in COMMANDS if c.file == "docs/evaluation.md" and "--pre-cropped" in c.argv]
+    assert {"example.avi", "syncnet_v2.model"} <= set(command.argv)
+    face_crop_clip(tmp_path / "example.avi", seconds=1.2)
+    torch.manual_seed(0)
+    torch.save(SyncNet().state_dict(), tmp_path / "syncnet_v2.model")
+    result = _run_for_real(command, tmp_path)
+    _check_ran(command, result)
+    report = json.loads((tmp_path / "example_sync_check.json").read_text())
+    assert report["frames"] == 30 and report["lse_d"] > 0 and report["lse_c"] >= 0
+    last = result.stdout.strip().splitlines()[-1]
+    assert f"LSE-C {report['lse_c']:.3f}" in last and f"LSE-D {report['lse_d']:.3f}" in last, result.stdout[-1000:]
