@@ -16,20 +16,29 @@ from aenerf_ns.aenerf.region_sampler import RegionPixelSamplerConfig
 from aenerf_ns.data.talking_head_datamanager import TalkingHeadDataManagerConfig
 from aenerf_ns.method_configs.common import TINY_FIELDS, talking_head_trainer, tiny_trainer
 
+MOUTH_SUPERVISION = dict(mouth_target_loss_mult=0.05)
+"""The presets' audio code learns to predict each frame's mouth opening (docs/aenerf.md, *The mouth*)."""
+
+
+def mouth_focused_sampler() -> RegionPixelSamplerConfig:
+    """The paper's region-wise sampler with a fifth of the batch on the open mouth and its lips, out of 35% from
+    the audio region (docs/aenerf.md, *The mouth*)."""
+    return RegionPixelSamplerConfig(audio_region_fraction=0.35, mouth_fraction=0.2)
+
 
 def aenerf_config() -> TrainerConfig:
     """Full-size AE-NeRF (GPU)."""
     datamanager = TalkingHeadDataManagerConfig(
-        train_num_rays_per_batch=2048, eval_num_rays_per_batch=2048, pixel_sampler=RegionPixelSamplerConfig()
+        train_num_rays_per_batch=2048, eval_num_rays_per_batch=2048, pixel_sampler=mouth_focused_sampler()
     )
-    model = AENeRFModelConfig(eval_num_rays_per_chunk=4096, **fast_engine(tiny=False))
+    model = AENeRFModelConfig(eval_num_rays_per_chunk=4096, **fast_engine(tiny=False), **MOUTH_SUPERVISION)
     return talking_head_trainer("aenerf", datamanager, model)
 
 
 def aenerf_tiny_config() -> TrainerConfig:
     """Small fields, few samples and rays: trains on a CPU in minutes on the synthetic sample."""
     model = AENeRFModelConfig(
-        **{**TINY_FIELDS, **fast_engine(tiny=True)},
+        **{**TINY_FIELDS, **fast_engine(tiny=True), **MOUTH_SUPERVISION},
         reference_feature_dim=16,
         aggregation_dim=32,
         aggregation_heads=2,

@@ -68,6 +68,10 @@ def test_eval_self_driven_and_cross_driven(tiny_run, sample_dataset, speech_wav,
     strip = _image(tmp_path / "self" / "heldout_strip.png")
     assert strip.shape == (4 * 48, 3 * 48, 3)
     _image(tmp_path / "self" / "mouth_opening.png")
+    closeups = _image(tmp_path / "self" / "mouth_closeup.png")  # truth row above render row, 128 px tiles
+    assert closeups.shape[0] == 2 * 128 + 4 and closeups.shape[1] % (128 + 4) == 128
+    gaps = report["mouth_opening"]
+    assert gaps["truth_gap_p90_px"] > 0 and gaps["rendered_gap_p90_px"] >= 0
 
     run = subprocess.run(
         [
