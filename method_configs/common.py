@@ -14,6 +14,11 @@ from nerfstudio.engine.trainer import TrainerConfig
 
 from aenerf_ns.engine.checkpointing_trainer import CheckpointingTrainerConfig
 from aenerf_ns.engine.talking_head_pipeline import TalkingHeadPipelineConfig
+from aenerf_ns.utils.safe_checkpoint import allow_numpy_scalars
+
+# nerfstudio imports this module (method discovery) before its tools load a checkpoint: runs saved before our trainer
+# wrote plain numbers hold numpy scalars, which `ns-render`, `ns-eval`, `ns-viewer` and `ns-export` then read.
+allow_numpy_scalars()
 
 DEVICE_TYPE = "cuda" if torch.cuda.is_available() else "cpu"
 """Where training runs by default: the GPU when there is one."""

@@ -44,6 +44,7 @@ SKIPPED_PROGRAMS = {
     "ln": "a shell command, run for real by the fine-tuning recipe test",
     "huggingface-cli": "downloads a model, which needs the internet",
     "bench.sh": "scripts/gpu/bench.sh: test_gpu_bench.py runs `run` for real (`wheels` needs the package registry)",
+    "ns-export": "run for real by test_nerfstudio_tools.py where open3d imports (it needs the libusb-1.0 library)",
 }
 """Programs in the docs that are not this project's command-line tools, and why they are not parsed."""
 
@@ -89,12 +90,17 @@ class DocCommand:
         return f"{self.file}:{self.line}: {shlex.join(self.argv)}"
 
 
+NERFSTUDIO_TOOLS = ("ns-train", "ns-render", "ns-eval", "ns-viewer")
+"""nerfstudio's programs the docs show (test_nerfstudio_tools.py runs README's ns-render, ns-eval, ns-viewer)."""
+
+
 @cache
 def cli_entry_points() -> dict[str, str]:
-    """Program name -> "module:function" for ns-train and every console script in pyproject.toml."""
+    """Program name -> "module:function" for nerfstudio's tools the docs use and every console script in
+    pyproject.toml."""
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    (ns_train,) = entry_points(group="console_scripts", name="ns-train")
-    return {"ns-train": ns_train.value, **scripts}
+    tools = {name: entry_points(group="console_scripts", name=name) for name in NERFSTUDIO_TOOLS}
+    return {**{name: next(iter(found)).value for name, found in tools.items()}, **scripts}
 
 
 def _normalize(words: list[str]) -> list[str]:

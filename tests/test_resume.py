@@ -12,6 +12,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from aenerf_ns.utils.safe_checkpoint import load_checkpoint
+
 IDENTITY_BUFFERS = ("reference_images", "reference_audio", "background_plates", "default_audio")
 """Model buffers built from the identities' data (not trained): a resumed run must hold the same ones."""
 
@@ -46,7 +48,7 @@ def test_a_save_interrupted_midway_leaves_the_last_complete_checkpoint(tmp_path,
         trainer.save_checkpoint(20)
     monkeypatch.setattr(torch, "save", real_save)
     assert [p.name for p in folder.iterdir()] == ["step-000000010.ckpt"], "the partial file stays out of the folder"
-    assert torch.load(folder / "step-000000010.ckpt", weights_only=False)["step"] == 10
+    assert load_checkpoint(folder / "step-000000010.ckpt")["step"] == 10
 
     trainer.save_checkpoint(30)  # the next save clears the leftover and replaces the older checkpoint
     assert [p.name for p in folder.iterdir()] == ["step-000000030.ckpt"]
@@ -74,7 +76,7 @@ def test_a_run_killed_with_sigkill_resumes_from_its_checkpoint(sample_dataset, n
         process.wait()
     (models,) = first.glob("*/aenerf-tiny/*/nerfstudio_models")
     (killed_ckpt,) = models.glob("step-*.ckpt")  # only the latest is kept, and it is complete
-    killed = torch.load(killed_ckpt, map_location="cpu", weights_only=False)
+    killed = load_checkpoint(killed_ckpt)
     step = killed["step"]
     assert step >= 3 and step % 3 == 0
 
@@ -84,7 +86,7 @@ def test_a_run_killed_with_sigkill_resumes_from_its_checkpoint(sample_dataset, n
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "Done loading Nerfstudio checkpoint" in run.stdout
     (final_ckpt,) = resumed_dir.glob("*/aenerf-tiny/*/nerfstudio_models/step-*.ckpt")
-    final = torch.load(final_ckpt, map_location="cpu", weights_only=False)
+    final = load_checkpoint(final_ckpt)
     assert final["step"] == step + 4, "steps step+1 .. step+4 ran after the resume"
     # the optimizer went on counting from the killed run's steps: it was restored, not restarted
     adam_steps = [float(s["step"]) for s in final["optimizers"]["fields"]["state"].values()]

@@ -38,6 +38,7 @@ def viewer_model(request, sample_dataset, small_model):
     model.eval()
     camera = outputs.cameras[0:1]
     camera.metadata = None  # the viewer's cameras carry no audio
+    model._viewer_audio.drives_render = True  # as once a viewer shows the controls (here no viser server runs)
     camera.rescale_output_resolution(0.5)
     return model, camera
 

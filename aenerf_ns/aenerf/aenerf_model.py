@@ -48,6 +48,7 @@ from aenerf_ns.models.talking_head_model import (
     repeat_per_sample,
     select_rays,
 )
+from aenerf_ns.utils.safe_checkpoint import load_checkpoint
 
 IDENTITY_BUFFERS = (
     "reference_images",
@@ -182,7 +183,7 @@ class AENeRFModel(TalkingHeadModel):
             path = ckpts[-1]
         if not path.is_file():
             raise FileNotFoundError(f"base checkpoint {path} does not exist")
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = load_checkpoint(path)  # a shared base model is read as tensors and numbers only, never run
         pipeline_state = state.get("pipeline", state)
         prefix = "_model."
         weights = {

@@ -7,9 +7,11 @@ written under a temporary name in a sibling folder, flushed to disk and renamed 
 removed only after that. A killed run therefore always keeps a complete checkpoint, and resumes from it with
 `ns-train <method> --data ... --load-dir <run>/nerfstudio_models`.
 
-Resuming also needs the checkpoint to load under torch's safe unpickler (the default since torch 2.6):
-nerfstudio's exponential-decay scheduler computes learning rates with numpy, so the optimizer and scheduler
-states hold numpy scalars, which that unpickler refuses. They are allowed here, and nothing else is.
+Checkpoints must also load under torch's restricted unpickler (`weights_only=True`, the default since torch 2.6),
+which nerfstudio's `eval_setup` (`ns-render`, `ns-eval`, `ns-viewer`, `ns-export`) uses: nerfstudio's
+exponential-decay scheduler computes learning rates with numpy, so the optimizer and scheduler states hold numpy
+scalars, which that unpickler refuses. They are saved as plain Python numbers here; resuming a run saved before
+that allows numpy scalars (see `aenerf_ns.utils.safe_checkpoint`), and nothing else.
 """
 
 from __future__ import annotations
@@ -18,23 +20,15 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
 from nerfstudio.utils.decorators import check_main_thread
 
+from aenerf_ns.utils.safe_checkpoint import numpy_scalar_globals, plain_numbers
+
 PARTIAL_DIR = ".checkpoint_in_progress"
 """Folder next to `nerfstudio_models/` where a checkpoint is written before it is renamed into place (outside
 the checkpoint folder, whose every entry nerfstudio's loader parses as `step-<n>.ckpt`)."""
-
-
-def numpy_scalar_globals() -> list:
-    """What torch's safe unpickler needs to read numpy float scalars (numpy 1 and 2 name the module differently)."""
-    try:
-        from numpy._core.multiarray import scalar
-    except ImportError:  # numpy < 2
-        from numpy.core.multiarray import scalar
-    return [scalar, np.dtype, *(type(np.dtype(t)) for t in (np.float64, np.float32, np.int64))]
 
 
 class CheckpointingTrainer(Trainer):
@@ -51,18 +45,29 @@ class CheckpointingTrainer(Trainer):
         with torch.serialization.safe_globals(numpy_scalar_globals()):
             super()._load_checkpoint()
 
+    def checkpoint_contents(self, step: int) -> dict:
+        """What nerfstudio's trainer saves (step, pipeline, optimizers, schedulers, scalers), numbers as plain Python
+        numbers so that torch's restricted unpickler reads it."""
+        pipeline = self.pipeline.module if hasattr(self.pipeline, "module") else self.pipeline
+        return plain_numbers(
+            {
+                "step": step,
+                "pipeline": pipeline.state_dict(),
+                "optimizers": {k: v.state_dict() for (k, v) in self.optimizers.optimizers.items()},
+                "schedulers": {k: v.state_dict() for (k, v) in self.optimizers.schedulers.items()},
+                "scalers": self.grad_scaler.state_dict(),
+            }
+        )
+
     @check_main_thread  # in a data-parallel run only rank 0 writes (all ranks hold the same weights)
     def save_checkpoint(self, step: int) -> None:
         final_dir: Path = self.checkpoint_dir
         partial_dir = final_dir.parent / PARTIAL_DIR
+        partial_dir.mkdir(parents=True, exist_ok=True)
         for stale in partial_dir.glob("*.ckpt"):  # left by a run killed while saving
             stale.unlink()
-        self.checkpoint_dir = partial_dir
-        try:
-            super().save_checkpoint(step)  # nerfstudio's own contents, written into partial_dir
-        finally:
-            self.checkpoint_dir = final_dir
         written = partial_dir / f"step-{step:09d}.ckpt"
+        torch.save(self.checkpoint_contents(step), written)
         with open(written, "rb") as handle:
             os.fsync(handle.fileno())
         final_dir.mkdir(parents=True, exist_ok=True)

@@ -89,3 +89,41 @@ class TalkingHeadPipeline(VanillaPipeline):
                 ),
             )
             dist.barrier()
+
+    @torch.no_grad()
+    def get_average_image_metrics(
+        self, data_loader, image_prefix: str, step: int | None = None, output_path=None, get_std: bool = False
+    ) -> dict[str, float]:
+        """Each metric averaged over the images that have it (`ns-eval`, evaluation of all images in training).
+
+        Region metrics (`mouth_psnr`, `torso_psnr`, `lower_face_psnr`, ...) exist only for images that show the region;
+        nerfstudio's version averages the first image's keys over every image and fails on a closed mouth."""
+        from time import time
+
+        import torchvision.utils as vutils
+
+        self.eval()
+        per_image: list[dict[str, float]] = []
+        if output_path is not None:
+            output_path.mkdir(exist_ok=True, parents=True)
+        for index, (camera, batch) in enumerate(data_loader):
+            start = time()
+            outputs = self.model.get_outputs_for_camera(camera=camera)
+            metrics, images = self.model.get_image_metrics_and_images(outputs, batch)
+            num_rays = int(camera.height * camera.width)
+            metrics["num_rays_per_sec"] = num_rays / (time() - start)
+            metrics["fps"] = metrics["num_rays_per_sec"] / num_rays
+            if output_path is not None:
+                for key, image in images.items():
+                    vutils.save_image(
+                        image.permute(2, 0, 1).cpu(), output_path / f"{image_prefix}_{key}_{index:04d}.png"
+                    )
+            per_image.append(metrics)
+        averaged: dict[str, float] = {}
+        for key in dict.fromkeys(k for metrics in per_image for k in metrics):
+            values = torch.tensor([float(metrics[key]) for metrics in per_image if key in metrics])
+            averaged[key] = float(values.mean())
+            if get_std:
+                averaged[f"{key}_std"] = float(values.std()) if len(values) > 1 else 0.0
+        self.train()
+        return averaged

@@ -15,6 +15,8 @@ import torch
 from jaxtyping import Float
 from torch import nn
 
+from aenerf_ns.utils.safe_checkpoint import CheckpointRefusedError, load_checkpoint
+
 EMBEDDING_DIM = 1024
 """Width of both embeddings; LSE-D is a Euclidean distance in this space."""
 
@@ -102,13 +104,11 @@ class SyncNet(nn.Module):
 
 
 def _read_weights_file(path: Path) -> object:
-    """torch.load, safe mode first; a pickled whole module (a trusted local file) needs full unpickling."""
+    """The file's contents, read as tensors, containers and numbers only (see `load_checkpoint`)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        pass
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return load_checkpoint(path)
+    except CheckpointRefusedError as exc:
+        raise SyncNetWeightsError(str(exc)) from exc
     except Exception as exc:  # pickle, zip and torch errors alike
         raise SyncNetWeightsError(f"could not read SyncNet weights {path}: {type(exc).__name__}: {exc}") from exc
 
@@ -150,8 +150,9 @@ def _listed(keys: list[str], limit: int = 8) -> str:
 def load_syncnet(path: Path | str, device: torch.device | str = "cpu") -> SyncNet:
     """SyncNet with the weights of `path` (e.g. syncnet_v2.model), in eval mode on `device`.
 
-    Accepts a plain state dict, a dict wrapping one, or a pickled module, with or without a `module.` or
-    `__S__.` key prefix. Raises SyncNetWeightsError naming the file and the keys that do not fit.
+    Accepts a plain state dict or a dict wrapping one, with or without a `module.` or `__S__.` key prefix; a pickled
+    module is refused (unpickling it could run code from the file). Raises SyncNetWeightsError naming the file and
+    the keys that do not fit, or the global the file asked for.
     """
     path = Path(path).expanduser()
     if not path.is_file():

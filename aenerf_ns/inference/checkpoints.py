@@ -9,6 +9,7 @@ from typing import Literal
 import torch
 
 from aenerf_ns.inference.legacy_modules import carry_moved_settings, upgrade_python_tags
+from aenerf_ns.utils.safe_checkpoint import CheckpointRefusedError, load_checkpoint
 
 
 class CheckpointError(RuntimeError):
@@ -110,9 +111,9 @@ def load_trained_pipeline(
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     pipeline = config.pipeline.setup(device=device, test_mode=test_mode)
     try:
-        # nerfstudio checkpoints hold numpy scalars, which torch >= 2.6 refuses under weights_only=True; a run's
-        # checkpoints are written by its own trainer, so they are read as full pickles.
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        state = load_checkpoint(ckpt_path)  # tensors and numbers only: a checkpoint from elsewhere cannot run code
+    except CheckpointRefusedError as exc:
+        raise CheckpointError(str(exc)) from exc
     except Exception as exc:
         raise CheckpointError(f"checkpoint {ckpt_path} is damaged or unreadable: {exc}") from exc
     try:

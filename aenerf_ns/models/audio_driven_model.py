@@ -137,7 +137,8 @@ class AudioDrivenModel(Model):
     def audio_codes(self, metadata: dict | None, count: int) -> Float[Tensor, "count code"] | None:
         """Audio codes of `count` rays or cameras from their metadata: each one's frame's table row, smoothed over
         neighbouring frames. Without an `audio_index` (a viewer camera): the frame chosen in the viewer's audio
-        controls, else the clip average. None for an audio-blind model."""
+        controls, else (no viewer, as under `ns-render`, or "clip average" chosen) the clip average. None for an
+        audio-blind model."""
         if self.audio_encoder is None:
             return None
         metadata = metadata or {}

@@ -3,7 +3,9 @@ stream, and playback (`audio_player`).
 
 The viewer's cameras carry no audio, so the model asks `ViewerAudio.windows()` for the feature windows of
 the frame the user picked: a row of the training clip's table, a row of a loaded audio file, a row of a live
-stream (the newest one while the stream runs), or the clip average. nerfstudio's viewer finds the
+stream (the newest one while the stream runs), or the clip average. Cameras of nerfstudio's other tools
+(`ns-render`, `ns-eval`, `ns-export`) carry no audio either, and no viewer shows these controls there: they get the
+clip average (`drives_render`). nerfstudio's viewer finds the
 `ViewerElement`s among the model's attributes (the model exposes `elements()` under public names) and re-renders
 when any of them changes, including when playback or a stream moves the frame slider.
 """
@@ -62,6 +64,15 @@ class ViewerAudio:
         self.status = ViewerText("Audio status", f"training audio: {num_rows} frames", disabled=True)
         self.player = AudioPlayer(lambda: int(self.frame.value), self._set_frame, self._rows, fps)
         self.control = PlaybackControl(self.player, self.frame, displays=(self.status,))
+        self.drives_render: bool | None = None
+        """Whether these controls choose the audio of cameras that carry none (None: while a viewer shows them)."""
+
+    def shown(self) -> bool:
+        """Whether the controls drive the render: set by `drives_render`, else whether a viewer has installed them
+        (outside the viewer, e.g. under `ns-render`, the clip average drives the render)."""
+        if self.drives_render is not None:
+            return self.drives_render
+        return any(getattr(element, "gui_handle", None) is not None for element in (self.source, self.frame))
 
     def elements(self) -> dict[str, object]:
         """The viewer elements (and the playback control), by the attribute names the model exposes them under."""
@@ -155,7 +166,10 @@ class ViewerAudio:
             self.player.request_render()
 
     def windows(self, radius: int) -> Tensor | None:
-        """(1, 2*radius+1, flat) feature windows around the chosen frame; None means the clip average."""
+        """(1, 2*radius+1, flat) feature windows around the chosen frame; None means the clip average (also whenever
+        no viewer shows the controls)."""
+        if not self.shown():
+            return None
         source = self.source.value
         table = self._model.audio_table
         frame = int(self.frame.value)
