@@ -141,6 +141,33 @@ def test_viewer_camera_without_audio_renders_every_output(sample_dataset):
     assert result["accumulation"].max() > 0.5, "the seeded Gaussians cover the person"
 
 
+def test_a_crop_box_holding_no_gaussians_renders_the_background(sample_dataset):
+    """The viewer's crop box around empty space: every pixel is the plate, or the viewer's crop colour."""
+    from nerfstudio.data.scene_box import OrientedBox
+    from nerfstudio.model_components.renderers import background_color_override_context
+
+    model, outputs = _model(sample_dataset)
+    camera = outputs.cameras[0:1]
+    empty = OrientedBox(R=torch.eye(3), T=torch.tensor([50.0, 50.0, 50.0]), S=torch.full((3,), 0.1))
+    assert not empty.within(model.gauss_params["means"]).any()
+    with torch.no_grad():
+        uncropped = model.get_outputs_for_camera(camera)
+        result = model.get_outputs_for_camera(camera, obb_box=empty)
+    assert uncropped["accumulation"].max() > 0.5, "without the crop the person is drawn"
+    assert torch.equal(result["accumulation"], torch.zeros(48, 48, 1))
+    assert torch.allclose(result["rgb"], model.plate_for(48, 48, 0))
+    assert (result["parsing_probs"].argmax(-1) == BACKGROUND).all()
+    assert torch.isfinite(result["depth"]).all()
+
+    colour = torch.tensor([0.2, 0.4, 0.6])
+    with torch.no_grad(), background_color_override_context(colour):
+        result = model.get_outputs_for_camera(camera, obb_box=empty)
+        cropped_person = model.get_outputs_for_camera(camera)
+    assert torch.allclose(result["rgb"], colour.expand(48, 48, 3))
+    person = cropped_person["accumulation"][..., 0] > 0.99
+    assert person.any() and not torch.allclose(cropped_person["rgb"][person], colour.expand(int(person.sum()), 3))
+
+
 def test_densification_keeps_the_audio_labels_with_their_gaussians(sample_dataset):
     """Cloning, splitting and pruning (gsplat's strategy) carry each Gaussian's audio-region label along."""
     from aenerf_ns.gaussians.densification import Densification, DensificationConfig
