@@ -109,3 +109,26 @@ def test_ns_train_aenerf_gs_reads_frames_in_bounded_sets(sample_dataset, ns_trai
     # 8 steps with a draw every 3 steps (the first set serves 3): draws at steps 0, 3 and 6, 6 frames each
     assert len(frames) == 18 < len(train), "frames are read 6 at a time, not the whole split up front"
     assert len(set(frames)) > 6, "later draws read frames outside the first set"
+
+
+def test_whole_frame_evaluation_reads_each_frame_when_it_is_evaluated(sample_dataset):
+    manager = _image_manager(sample_dataset)
+    dataset = manager.eval_dataset
+    reads = []
+    read = dataset.get_data
+    dataset.get_data = lambda idx, **kw: reads.append(idx) or read(idx, **kw)
+    shown = []
+    for step in range(3):
+        camera, batch = manager.next_eval_image(step)
+        assert torch.equal(batch["image"], read(batch["image_idx"])["image"])
+        assert camera.metadata["audio_index"].shape == (1, 1)
+        shown.append(batch["image_idx"])
+    assert reads == shown and len(set(shown)) == 3, "one frame read per evaluation, none repeated in a pass"
+
+    reads.clear()
+    frames = manager.fixed_indices_eval_dataloader
+    assert len(frames) == len(dataset) > 3
+    walk = iter(frames)
+    camera, batch = next(walk)
+    assert reads == [0] and batch["image_idx"] == 0 and camera.shape == (1,)
+    assert [batch["image_idx"] for _, batch in walk] == list(range(1, len(dataset)))

@@ -10,12 +10,14 @@ training frames are held as the ray-based manager holds them (`talking_head_data
 nerfstudio frame cache and with the same options: up to `train_num_images_to_sample_from` frames at a time (a smaller
 dataset is held whole), a new random set read from disk every `train_num_times_to_repeat_images` steps. Steps take
 the held frames in a shuffled order, one whole frame each, and start a new shuffle when all have been used.
-Evaluation is nerfstudio's.
+Evaluation picks its frames as nerfstudio's manager does, but reads each from disk when it is evaluated instead of
+holding the whole evaluation split (half the clip by default) from the first evaluation on.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -109,3 +111,35 @@ class TalkingHeadImageDataManager(FullImageDatamanager[TalkingHeadDataset]):
             camera.metadata = {}
         camera.metadata["cam_idx"] = image_idx
         return camera, data
+
+    def _eval_frame(self, image_idx: int) -> tuple[Cameras, dict]:
+        data = self.eval_dataset.get_data(image_idx, image_type=self.config.cache_images_type)
+        data["image"] = data["image"].to(self.device)
+        return self.eval_dataset.cameras[image_idx : image_idx + 1].to(self.device), data
+
+    def next_eval_image(self, step: int) -> tuple[Cameras, dict]:
+        """A random evaluation frame not yet shown in this pass (nerfstudio's choice), read from disk."""
+        image_idx = self.eval_unseen_cameras.pop(random.randint(0, len(self.eval_unseen_cameras) - 1))
+        if not self.eval_unseen_cameras:
+            self.eval_unseen_cameras = list(range(len(self.eval_dataset)))
+        return self._eval_frame(image_idx)
+
+    @property
+    def fixed_indices_eval_dataloader(self) -> EvalFrames:
+        """Every evaluation frame with its camera, in order, each read when it is reached."""
+        return EvalFrames(self)
+
+
+class EvalFrames:
+    """The evaluation split as (camera, frame) pairs, read one at a time (nerfstudio's pipeline takes `len` and
+    iterates)."""
+
+    def __init__(self, manager: TalkingHeadImageDataManager):
+        self.manager = manager
+
+    def __len__(self) -> int:
+        return len(self.manager.eval_dataset)
+
+    def __iter__(self) -> Iterator[tuple[Cameras, dict]]:
+        for image_idx in range(len(self)):
+            yield self.manager._eval_frame(image_idx)
