@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -29,16 +29,30 @@ class RenderArgs:
     """Speech to drive the head with: wav, flac, mp3, m4a, or a video's audio track."""
     output_path: Path = Path("renders/output.mp4")
     """mp4 to write (h264 video + aac audio)."""
-    pose_source: Literal["pingpong", "loop", "fixed", "camera-path"] = "pingpong"
-    """Head poses: the training frames' poses forward and back, looped, one fixed pose, or a camera path."""
+    pose_source: Literal["pingpong", "loop", "fixed", "camera-path", "interpolate", "spiral"] = "pingpong"
+    """Head poses: training poses forward and back, looped or held; a camera path; ns-render's interpolate or spiral."""
     fixed_frame: int = 0
-    """Training frame whose pose --pose-source fixed holds."""
+    """Training frame whose pose --pose-source fixed holds and --pose-source spiral circles around."""
     camera_path_filename: Path | None = None
     """nerfstudio camera-path JSON (from the viewer) for --pose-source camera-path; looped to the audio length."""
+    interpolation_steps: int = 10
+    """--pose-source interpolate: poses from each training pose to the next (as ns-render interpolate)."""
+    order_poses: bool = False
+    """--pose-source interpolate: order the training poses by proximity first (as ns-render interpolate)."""
+    radius: float = 0.1
+    """--pose-source spiral: radius of the spiral, in scene units (as ns-render spiral)."""
+    seconds: float | None = None
+    """--pose-source interpolate/spiral: the path's duration, repeated to the audio's end (default: the audio's)."""
     identity: int = 0
     """Identity to render when the run was trained on several (index in the run's dataset order)."""
     downscale_factor: float = 1.0
     """Divide the output width and height by this."""
+    rendered_output_names: list[str] = field(default_factory=lambda: ["rgb"])
+    """Model outputs shown side by side: rgb, depth, accumulation, parsing, audio_region, ... (as ns-render)."""
+    depth_near_plane: float | None = None
+    """Depth shown as the colour scale's start (default: each frame's nearest), for depth outputs (as ns-render)."""
+    depth_far_plane: float | None = None
+    """Depth shown as the colour scale's end (default: each frame's farthest), for depth outputs (as ns-render)."""
     background: str = "training"
     """'training' (the identity's background plate), white, black, green, or #rrggbb."""
     watermark: bool = False
@@ -75,6 +89,19 @@ def _checked_audio(args: RenderArgs):
     background = parse_background(args.background)
     if args.downscale_factor <= 0:
         raise RenderInputError(f"--downscale-factor must be positive, got {args.downscale_factor}")
+    if not args.rendered_output_names:
+        raise RenderInputError("--rendered-output-names needs at least one output name, such as rgb")
+    if args.interpolation_steps < 1:
+        raise RenderInputError(f"--interpolation-steps must be at least 1, got {args.interpolation_steps}")
+    if args.radius <= 0:
+        raise RenderInputError(f"--radius must be positive, got {args.radius}")
+    if args.seconds is not None:
+        if args.pose_source not in ("interpolate", "spiral"):
+            raise RenderInputError(
+                f"--seconds is the duration of an interpolate or spiral path; --pose-source {args.pose_source} has none"
+            )
+        if args.seconds <= 0:
+            raise RenderInputError(f"--seconds must be positive, got {args.seconds}")
     if args.pose_source == "camera-path":
         if args.camera_path_filename is None:
             raise RenderInputError("--pose-source camera-path needs --camera-path-filename")
@@ -90,8 +117,32 @@ def _checked_audio(args: RenderArgs):
     return audio, background
 
 
-def _frame_cameras(args: RenderArgs, outputs, num_frames: int) -> list:
-    """One camera per output frame: the identity's training poses or the camera path, scheduled over the audio."""
+def _generated_path(args: RenderArgs, poses, num_frames: int, fps: float) -> tuple:
+    """The interpolate or spiral path built from the identity's training `poses`, and its schedule over the audio."""
+    from aenerf_ns.inference.audio_render import interpolated_poses, path_schedule, spiral_poses
+
+    frames_per_pass = num_frames
+    if args.seconds is not None:
+        frames_per_pass = round(args.seconds * fps)
+        if frames_per_pass < 1:
+            raise RenderInputError(f"--seconds {args.seconds} is shorter than one frame at {fps:g} fps")
+    if args.pose_source == "spiral":
+        if not 0 <= args.fixed_frame < len(poses):
+            raise RenderInputError(f"--fixed-frame {args.fixed_frame} is outside 0..{len(poses) - 1}")
+        start = poses[args.fixed_frame : args.fixed_frame + 1]
+        path = spiral_poses(start, steps=frames_per_pass, radius=args.radius)
+        return path, path_schedule(num_frames, len(path), frames_per_pass, "loop")
+    if len(poses) < 2:
+        raise RenderInputError(
+            f"--pose-source interpolate needs two training poses or more; identity {args.identity} has one"
+        )
+    path = interpolated_poses(poses, steps=args.interpolation_steps, order_poses=args.order_poses)
+    return path, path_schedule(num_frames, len(path), frames_per_pass, "pingpong")
+
+
+def _frame_cameras(args: RenderArgs, outputs, num_frames: int, fps: float) -> list:
+    """One camera per output frame: the identity's training poses, a path made from them, or the camera path,
+    scheduled over the audio."""
     from aenerf_ns.data.talking_head_metadata import talking_head_metadata
     from aenerf_ns.inference.audio_render import identity_poses, pose_schedule, render_cameras
 
@@ -106,13 +157,15 @@ def _frame_cameras(args: RenderArgs, outputs, num_frames: int) -> list:
         except (json.JSONDecodeError, KeyError, ValueError) as exc:
             raise RenderInputError(f"{args.camera_path_filename} is not a nerfstudio camera path: {exc}") from exc
         schedule = pose_schedule(num_frames, len(poses), "loop")
+    elif args.pose_source in ("interpolate", "spiral"):
+        poses, schedule = _generated_path(args, identity_poses(outputs.cameras, args.identity), num_frames, fps)
     else:
         poses = identity_poses(outputs.cameras, args.identity)
         schedule = pose_schedule(num_frames, len(poses), args.pose_source, args.fixed_frame)
     return render_cameras(poses, schedule, args.identity, 1.0 / args.downscale_factor)
 
 
-def _render_with_progress(console, model, cameras: list, frames_dir: Path, background, watermark: bool) -> None:
+def _render_with_progress(console, model, cameras: list, frames_dir: Path, background, args: RenderArgs) -> None:
     """Render the frames not yet in `frames_dir`, showing a progress bar over all of them."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -125,7 +178,14 @@ def _render_with_progress(console, model, cameras: list, frames_dir: Path, backg
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("render", total=len(cameras))
         render_frames(
-            model, cameras, frames_dir, background, watermark, on_frame=lambda t: progress.update(task, completed=t + 1)
+            model,
+            cameras,
+            frames_dir,
+            background,
+            args.watermark,
+            on_frame=lambda t: progress.update(task, completed=t + 1),
+            output_names=args.rendered_output_names,
+            depth_range=(args.depth_near_plane, args.depth_far_plane),
         )
 
 
@@ -171,11 +231,11 @@ def main(args: RenderArgs) -> Path:
     if num_frames < 1:
         raise RenderInputError(f"{args.audio} lasts {audio.duration_s:.3f} s: shorter than one frame at {fps:g} fps")
     drive_with_audio(model, audio, fps, num_frames, config.pipeline.datamanager.dataparser.audio)
-    frame_cameras = _frame_cameras(args, outputs, num_frames)
+    frame_cameras = _frame_cameras(args, outputs, num_frames, fps)
 
     output = Path(args.output_path)
     frames_dir = output.parent / f".{output.stem}.frames-{_frames_key(args, ckpt, num_frames)}"
-    _render_with_progress(console, model, frame_cameras, frames_dir, background, args.watermark)
+    _render_with_progress(console, model, frame_cameras, frames_dir, background, args)
     metadata = _provenance(config.method_name, step, args.audio)
     encode_frames_with_audio(str(frames_dir / "%06d.png"), fps, num_frames, args.audio, output, metadata)
     if not args.keep_frames:

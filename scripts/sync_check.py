@@ -4,6 +4,7 @@
     aenerf-sync-check --video talking.mp4 --start 20 --seconds 10  # a 10 s segment
     aenerf-sync-check --video render.mp4 --audio speech.wav        # audio from a separate file
     aenerf-sync-check --video talking.mp4 --syncnet-weights syncnet_v2.model  # SyncNet's LSE-C/LSE-D too
+    aenerf-sync-check --video example.avi --pre-cropped --syncnet-weights syncnet_v2.model  # face crops already
 
 The face is tracked in every frame and the mouth opening read from the face mesh; the measure
 (`aenerf_ns.evaluation.sync_metrics`) is then scored for the video with its own audio at offset 0, for the
@@ -12,6 +13,10 @@ track. A measure that works scores offset 0 clearly above every shifted video an
 When SyncNet's weights are on disk, the segment's LSE-C, LSE-D and SyncNet offset are given as well (any
 video: a real recording, or a render from `aenerf-render`). The figures are printed and written as JSON
 (with the per-frame mouth opening).
+
+With `--pre-cropped` the frames already are the face crops SyncNet sees (syncnet_python's demo feeds its
+`data/example.avi` this way): they are resized to 224 x 224 and scored by SyncNet alone, with no face mesh
+and no weight-free measure (it needs the face mesh's mouth), so the result can be set against the reference's.
 """
 
 from __future__ import annotations
@@ -60,6 +65,9 @@ class SyncCheckArgs:
     """Where the face models and SyncNet run."""
     syncnet_weights: Path | None = None
     """SyncNet's weights file for LSE-C / LSE-D (default: the documented location; skipped when absent)."""
+    pre_cropped: bool = False
+    """The frames already are SyncNet's mouth-centred face crops (as syncnet_python's demo feeds them): score
+    LSE-C/LSE-D only, on the whole frames at 25 fps resized to 224 px, without the face mesh; needs the weights."""
 
 
 def _segment(args: SyncCheckArgs, duration_s: float, fps: float) -> tuple[int, int]:
@@ -120,6 +128,54 @@ def track_landmarks(
     return landmarks, frames
 
 
+def main_pre_cropped(args: SyncCheckArgs, audio, duration_s: float, console) -> dict:
+    """LSE-C, LSE-D and SyncNet's offset of a video whose frames are face crops already (`--pre-cropped`)."""
+    import dataclasses
+
+    from aenerf_ns.evaluation.metric_reports import json_safe
+    from aenerf_ns.evaluation.syncnet_score import SYNCNET_FPS, syncnet_metric, syncnet_scores_from_crops
+    from aenerf_ns.preprocess.video_frames import resampled_frames
+    from aenerf_ns.utils.atomic_io import atomic_write_bytes
+
+    if args.fps is not None and abs(args.fps - SYNCNET_FPS) > 1e-6:
+        raise SyncCheckError(f"--pre-cropped reads the frames at SyncNet's {SYNCNET_FPS:g} fps; --fps {args.fps:g}")
+    syncnet, skip = syncnet_metric(args.syncnet_weights, args.device)
+    if syncnet is None:
+        raise SyncCheckError(f"--pre-cropped scores with SyncNet only, which cannot run: {skip}")
+    first, last = _segment(args, duration_s, SYNCNET_FPS)
+    crops = [image for k, image in resampled_frames(args.video, SYNCNET_FPS, last) if k >= first]
+    if not crops:
+        raise SyncCheckError(f"no frames could be read from {args.video} (frames {first}-{last - 1})")
+    start = int(round(first / SYNCNET_FPS * audio.sample_rate))  # frame k goes with the audio from k / 25 s
+    segment_audio = dataclasses.replace(audio, samples=audio.samples[start:])
+    try:
+        scores = syncnet_scores_from_crops(syncnet, np.stack(crops), segment_audio)
+    except ValueError as exc:  # too few frames, audio shorter than the video
+        raise SyncCheckError(f"{args.video}: {exc}") from None
+    result = {
+        "video": str(args.video),
+        "audio": str(args.audio if args.audio is not None else args.video),
+        "mode": "pre-cropped: the frames are SyncNet's face crops (no face mesh)",
+        "start_s": first / SYNCNET_FPS,
+        "seconds": len(crops) / SYNCNET_FPS,
+        "fps": SYNCNET_FPS,
+        "frames": len(crops),
+        "syncnet_frames": scores["frames"],
+        "lse_c": scores["lse_c"],
+        "lse_d": scores["lse_d"],
+        "syncnet_offset_frames": scores["offset_frames"],
+    }
+    output = args.output or Path.cwd() / f"{Path(args.video).stem}_sync_check.json"
+    atomic_write_bytes(output, json.dumps(json_safe(result), indent=2).encode())
+    console.print(f"json: {output}")
+    console.print(
+        f"SyncNet on pre-cropped frames: LSE-C {scores['lse_c']:.3f} (confidence), LSE-D {scores['lse_d']:.3f} "
+        f"(min dist), offset {scores['offset_frames']:+d} frames (positive: the lips move after the sound)",
+        soft_wrap=True,  # one line, however narrow the terminal
+    )
+    return result
+
+
 def _table(result: dict, title: str):
     from rich.table import Table
 
@@ -171,6 +227,8 @@ def main(args: SyncCheckArgs) -> dict:
             raise SyncCheckError(f"could not read the audio track of {args.video}: {exc}") from None
         raise
     check_not_silent(audio)
+    if args.pre_cropped:
+        return main_pre_cropped(args, audio, info.duration_s, console)
     fps = args.fps or info.average_fps
     first, last = _segment(args, info.duration_s, fps)
     if last - first < 2 * max(args.max_offset, *args.shifts) + 3:

@@ -15,9 +15,45 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ["AENERF_SYNCNET_WEIGHTS"] = "/nonexistent/aenerf-tests/syncnet_v2.model"
 # no network at run time: this process and every process the tests start refuse all but loopback connections
 OFFLINE = Path(__file__).resolve().parent / "offline"
+
+
+def _load_offline(name: str):
+    spec = importlib.util.spec_from_file_location(f"offline_{name}", OFFLINE / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# first, while no thread runs: a network namespace with loopback only, for every process, Python or not
+NETWORK_NAMESPACE_PROBLEM = _load_offline("network_namespace").isolate_network()
+NETWORK_NAMESPACE_ENV = "AENERF_TEST_NETWORK_NAMESPACE"
+"""Set for the tests and their children: "isolated", or "unavailable: <reason>"."""
+os.environ[NETWORK_NAMESPACE_ENV] = "isolated" if NETWORK_NAMESPACE_PROBLEM is None else "unavailable"
+os.environ[NETWORK_NAMESPACE_ENV] += "" if NETWORK_NAMESPACE_PROBLEM is None else f": {NETWORK_NAMESPACE_PROBLEM}"
+if NETWORK_NAMESPACE_PROBLEM is None:  # gloo (multi-process tests) would look for the host name's interface
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+# and in Python processes (this one; children through PYTHONPATH) a socket guard with a clear message
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(OFFLINE), os.environ.get("PYTHONPATH")]))
-_guard = importlib.util.spec_from_file_location("offline_guard", OFFLINE / "sitecustomize.py")
-_guard.loader.exec_module(importlib.util.module_from_spec(_guard))
+_load_offline("sitecustomize")
+
+
+def _network_line() -> str:
+    if NETWORK_NAMESPACE_PROBLEM is None:
+        return "network: isolated namespace, loopback only (every child process too); Python socket guard on"
+    return (
+        f"network: NO isolated namespace ({NETWORK_NAMESPACE_PROBLEM}); only the Python socket guard refuses the "
+        "network, non-Python children (ffmpeg, Chromium) are not covered"
+    )
+
+
+def pytest_report_header(config) -> str:
+    return _network_line()
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Said at the end as well (pytest -q shows no header) when the namespace could not be made."""
+    if NETWORK_NAMESPACE_PROBLEM is not None:
+        terminalreporter.write_line(_network_line(), yellow=True)
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,11 @@ import cv2
 import numpy as np
 
 
-def encode_mp4(frames: list[np.ndarray], fps: float, out: Path, audio: Path | None = None) -> Path:
-    """Frames (RGB uint8) to an h264 mp4 at `fps`, with the audio muxed in when given."""
+def encode_mp4(
+    frames: list[np.ndarray], fps: float, out: Path, audio: Path | None = None, shortest: bool = True
+) -> Path:
+    """Frames (RGB uint8) to an h264 mp4 at `fps`, with the audio muxed in when given (cut to the video's length
+    unless `shortest` is False)."""
     from aenerf_ns.inference.video_io import ffmpeg_executable
 
     folder = out.with_suffix("")
@@ -19,7 +22,24 @@ def encode_mp4(frames: list[np.ndarray], fps: float, out: Path, audio: Path | No
         cv2.imwrite(str(folder / f"{i:05d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     cmd = [ffmpeg_executable(), "-y", "-loglevel", "error", "-framerate", f"{fps:g}", "-i", str(folder / "%05d.png")]
     if audio is not None:
-        cmd += ["-i", str(audio), "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-shortest"]
+        cmd += ["-i", str(audio), "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac"]
+        cmd += ["-shortest"] if shortest else []
     cmd += ["-c:v", "libx264", "-crf", "12", "-pix_fmt", "yuv420p", str(out)]
     subprocess.run(cmd, check=True)
     return out
+
+
+def face_crop_clip(out: Path, seconds: float = 1.2, size: int = 48, seed: int = 0) -> Path:
+    """A 25 fps clip standing in for a pre-cropped face video (moving smooth noise, `size` px) with synthetic
+    speech as its sound track; any container ffmpeg knows from `out`'s suffix (.avi, .mp4)."""
+    from aenerf_ns.audio.audio_io import write_wav
+    from aenerf_ns.synthetic.synthetic_speech import synthesize_speech
+
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * 25))
+    coarse = rng.integers(0, 256, (n, 6, 6, 3)).astype(np.uint8)
+    frames = [cv2.resize(c, (size, size), interpolation=cv2.INTER_CUBIC) for c in coarse]
+    track = synthesize_speech(seconds + 0.2, seed=seed)  # a little longer, as recordings often are
+    wav = out.with_name(out.stem + "_speech.wav")
+    write_wav(wav, track.audio, track.sample_rate)
+    return encode_mp4(frames, 25.0, out, wav, shortest=False)

@@ -4,8 +4,9 @@ Commands are read from fenced bash blocks (with `\\` continuations, `&&` chains 
 in the prose that starts with a console script. Each one goes through the entry point its program name resolves to
 (`ns-train`: nerfstudio's own, built on `AnnotatedBaseConfigUnion`; ours: `[project.scripts]`) with `tyro.cli`
 replaced by a version that stops right after parsing, so placeholder paths only need to parse. Commands of other
-programs (pip, mkdir, ...) are skipped with their reason. README's base-model and fine-tuning recipe, and its
-held-out evaluation command, are also run for real at a tiny size.
+programs (pip, mkdir, ...) are skipped with their reason. README's base-model and fine-tuning recipe, its
+held-out evaluation command and its aenerf-render commands with generated camera paths are also run for real at a
+tiny size.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ TINY_RUN = {
         "64",
     ],
     "aenerf-eval": ["--max-frames", "2"],
+    "aenerf-render": ["--downscale-factor", "4"],
 }
 TINY_RUN["aenerf-train"] = TINY_RUN["ns-train"]
 """Size knobs appended to documented commands when they are run for real."""
@@ -326,3 +328,49 @@ def test_readme_finetuning_recipe_runs(tmp_path):
     _check_ran(parallel, result)
     digests = re.findall(r"rank (\d): parameter digest (\w+)", result.stdout)
     assert sorted(rank for rank, _ in digests) == ["0", "1"] and len({d for _, d in digests}) == 1, digests
+
+
+@pytest.mark.slow
+def test_readme_render_path_commands_run(tiny_run, tmp_path):
+    """README's aenerf-render commands with ns-render's generated paths (interpolate, spiral) render for real."""
+    from aenerf_ns.audio.audio_io import write_wav
+    from aenerf_ns.inference.video_io import probe_media
+    from aenerf_ns.synthetic.synthetic_speech import synthesize_speech
+
+    speech = synthesize_speech(1.0, seed=3)
+    write_wav(tmp_path / "speech.wav", speech.audio, speech.sample_rate)
+    commands = [
+        c for c in COMMANDS if c.file == "README.md" and c.program == "aenerf-render" and "--pose-source" in c.argv
+    ]
+    sources = [c.argv[c.argv.index("--pose-source") + 1] for c in commands]
+    assert sorted(sources) == ["interpolate", "spiral"], sources
+    for command in commands:
+        _check_ran(command, _run_for_real(command, tmp_path, {"outputs/.../config.yml": tiny_run}))
+        output = tmp_path / command.argv[command.argv.index("--output-path") + 1]
+        info = probe_media(output)
+        assert (info.num_frames, info.audio_codec) == (25, "aac"), command.where()
+        panels = 2 if "--rendered-output-names" in command.argv else 1  # README's names two outputs
+        assert (info.width, info.height) == (12 * panels, 12), command.where()  # the 48 px sample run, downscaled 4x
+
+
+def test_syncnet_reference_check_runs_on_a_pre_cropped_clip(tmp_path):
+    """docs/evaluation.md's real-weights check, run as shown in a folder holding an `example.avi` (a 25 fps clip of
+    stand-in face crops with speech) and a `syncnet_v2.model` of random weights: it scores the frames as they are."""
+    import json
+
+    import torch
+    from media_files import face_crop_clip
+
+    from aenerf_ns.evaluation.syncnet_network import SyncNet
+
+    (command,) = [c for c in COMMANDS if c.file == "docs/evaluation.md" and "--pre-cropped" in c.argv]
+    assert {"example.avi", "syncnet_v2.model"} <= set(command.argv)
+    face_crop_clip(tmp_path / "example.avi", seconds=1.2)
+    torch.manual_seed(0)
+    torch.save(SyncNet().state_dict(), tmp_path / "syncnet_v2.model")
+    result = _run_for_real(command, tmp_path)
+    _check_ran(command, result)
+    report = json.loads((tmp_path / "example_sync_check.json").read_text())
+    assert report["frames"] == 30 and report["lse_d"] > 0 and report["lse_c"] >= 0
+    last = result.stdout.strip().splitlines()[-1]
+    assert f"LSE-C {report['lse_c']:.3f}" in last and f"LSE-D {report['lse_d']:.3f}" in last, result.stdout[-1000:]

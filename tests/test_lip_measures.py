@@ -99,3 +99,45 @@ def test_lip_scores_on_rendered_frames(tmp_path, monkeypatch):
     assert isinstance(cross["av_sync"], dict)
     silent = lip_scores(truth, truth, None, times, fps, audio_skip="skipped: no audio here")
     assert silent["av_sync"] == silent["lse_c_ground_truth"] == "skipped: no audio here"
+
+
+def test_lip_gap_is_in_pixels_at_512_px_and_pictures_show_the_widest_openings(tmp_path):
+    """The mouth pictures' units and picks: the lip gap in pixels of a 512 px frame whatever the frame size,
+    truth and a shut render compared in those units, and close-ups cut at the truth's widest openings with
+    the truth above the render."""
+    from PIL import Image
+
+    from aenerf_ns.evaluation.lip_scores import lip_scores
+    from aenerf_ns.evaluation.mouth_landmarks import LOWER_INNER_LIP, UPPER_INNER_LIP
+    from aenerf_ns.evaluation.mouth_pictures import (
+        CLOSEUP_SIZE,
+        lip_gap_px,
+        mouth_closeup_strip,
+        plot_lip_gap,
+        widest_frames,
+    )
+
+    lm = np.zeros((2, 468, 3))
+    lm[:, LOWER_INNER_LIP, 1] = (3.0, 6.0)  # a 3 px and a 6 px gap in 128 px frames
+    assert lip_gap_px(lm, frame_height=128) == pytest.approx([12.0, 24.0])
+    assert lip_gap_px(lm, frame_height=512) == pytest.approx([3.0, 6.0])
+    assert lm[0, UPPER_INNER_LIP, 1] == 0.0
+    assert widest_frames(np.array([0.0, 5.0, 9.0, 1.0, 8.0, np.nan, 7.0]), 2, min_spacing=2) == [2, 4]
+
+    n, fps = 40, 25.0
+    truth, closed, audio = _synthetic_clip(n)
+    times = (np.arange(n) + 0.5) / fps
+    shut = lip_scores(closed, truth, None, times, fps)
+    opening = shut["mouth_opening"]
+    assert opening["truth_gap_p90_px"] > 2.0 * max(opening["rendered_gap_p90_px"], 1.0), opening
+    truth_lm = shut["_reference_landmarks"]
+    strip = mouth_closeup_strip(closed, truth, truth_lm, count=3)
+    assert strip.shape == (2 * CLOSEUP_SIZE + 4, 3 * CLOSEUP_SIZE + 2 * 4, 3)
+    # the truth row shows open mouths (dark interiors), the shut render's row does not
+    top, bottom = strip[:CLOSEUP_SIZE].astype(float), strip[-CLOSEUP_SIZE:].astype(float)
+    assert (top.sum(-1) < 150).mean() > (bottom.sum(-1) < 150).mean()
+    gap = lip_gap_px(truth_lm, truth[0].shape[0])
+    assert min(gap[widest_frames(gap, 3)]) >= np.nanpercentile(gap, 75)
+
+    plot_lip_gap(tmp_path / "gap.png", times, {"ground truth": gap, "rendered": gap / 3}, None)
+    assert Image.open(tmp_path / "gap.png").size[0] > 500

@@ -1,6 +1,7 @@
 """`aenerf-render`: a trained run speaking new audio as an mp4 with sound, resumable, with clear errors."""
 
 import copy
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -175,6 +176,24 @@ class TestBadInput:
         with pytest.raises(CheckpointError, match="does not exist"):
             main(_render_args(tmp_path / "nowhere.yml", speech_wav, tmp_path / "o.mp4"))
 
+    @pytest.mark.parametrize(
+        "options, message",
+        [
+            (dict(pose_source="spiral", radius=0.0), "--radius must be positive, got 0.0"),
+            (dict(pose_source="interpolate", interpolation_steps=0), "--interpolation-steps must be at least 1, got 0"),
+            (dict(pose_source="interpolate", seconds=-1.0), "--seconds must be positive"),
+            (dict(pose_source="pingpong", seconds=2.0), "--seconds is the duration of an interpolate or spiral path"),
+            (dict(pose_source="spiral", seconds=0.01), "--seconds 0.01 is shorter than one frame at 25 fps"),
+            (dict(pose_source="spiral", fixed_frame=500), "--fixed-frame 500 is outside 0..36"),
+        ],
+    )
+    def test_bad_path_settings(self, tiny_run, speech_wav, tmp_path, options, message):
+        from aenerf_ns.scripts.render import RenderInputError, main
+
+        with pytest.raises(RenderInputError, match=re.escape(message)):
+            main(_render_args(tiny_run, speech_wav, tmp_path / "o.mp4", **options))
+        assert not (tmp_path / "o.mp4").exists()
+
     def test_cli_prints_one_clear_line(self, tiny_run, tmp_path):
         run = subprocess.run(
             [str(VENV_BIN / "aenerf-render"), "--load-config", str(tiny_run), "--audio", str(tmp_path / "nope.wav")],
@@ -238,3 +257,110 @@ def test_render_along_a_viewer_camera_path(tiny_run, tmp_path):
 
     with pytest.raises(RenderInputError, match="missing.json does not exist"):
         main(args)
+
+
+def test_path_schedules():
+    """A generated path spans each pass from its first pose to its last; passes repeat round or back and forth."""
+    from aenerf_ns.inference.audio_render import path_schedule
+
+    assert path_schedule(5, 5, 5, "loop").tolist() == [0, 1, 2, 3, 4]
+    assert path_schedule(5, 9, 5, "pingpong").tolist() == [0, 2, 4, 6, 8]
+    assert path_schedule(7, 3, 3, "loop").tolist() == [0, 1, 2, 0, 1, 2, 0]
+    assert path_schedule(8, 3, 3, "pingpong").tolist() == [0, 1, 2, 2, 1, 0, 0, 1]
+    assert path_schedule(4, 3, 7, "pingpong").tolist() == [0, 0, 1, 1]  # a pass longer than the audio is cut
+    assert path_schedule(3, 4, 1, "loop").tolist() == [0, 0, 0]
+    with pytest.raises(ValueError, match="at least one pose and one frame per pass"):
+        path_schedule(3, 0, 3, "loop")
+
+
+def test_interpolated_and_spiral_paths(sample_dataset):
+    """nerfstudio's interpolation runs through the training poses; the spiral circles the start pose upright."""
+    import torch
+
+    from aenerf_ns.data.talking_head_dataparser import TalkingHeadDataParserConfig
+    from aenerf_ns.inference.audio_render import identity_poses, interpolated_poses, spiral_poses
+
+    outputs = TalkingHeadDataParserConfig(data=sample_dataset).setup().get_dataparser_outputs("train")
+    poses = identity_poses(outputs.cameras, 0)
+    path = interpolated_poses(poses[:4], steps=5)
+    assert len(path) == 3 * 5
+    for i in range(4):  # each transition starts at a keyframe; the last one ends at the last keyframe
+        assert torch.allclose(path.camera_to_worlds[min(5 * i, 14)], poses.camera_to_worlds[i], atol=1e-5)
+    assert (int(path.width[0]), int(path.height[0])) == (int(poses.width[0]), int(poses.height[0]))
+
+    start = poses[3:4]
+    spiral = spiral_poses(start, steps=12, radius=0.25)
+    assert len(spiral) == 12 and int(spiral.width[0]) == int(start.width[0])
+    rotation, center = start.camera_to_worlds[0, :, :3], start.camera_to_worlds[0, :, 3]
+    offsets = (spiral.camera_to_worlds[:, :, 3] - center) @ rotation  # in the start camera's frame
+    assert torch.allclose(offsets[:, :2].norm(dim=-1), torch.full((12,), 0.25), atol=1e-4)
+    assert offsets[:, 0].max() > 0.24 and offsets[:, 0].min() < -0.24, "the spiral goes round the start pose"
+    relative = rotation.T @ spiral.camera_to_worlds[:, :, :3]
+    assert torch.allclose(relative, torch.eye(3).expand(12, 3, 3), atol=0.01), "same view direction, no roll"
+
+    with pytest.raises(ValueError, match="radius must be positive"):
+        spiral_poses(start, steps=12, radius=0.0)
+    with pytest.raises(ValueError, match="at least 1"):
+        interpolated_poses(poses, steps=0)
+    with pytest.raises(ValueError, match="at least two poses"):
+        interpolated_poses(start, steps=3)
+
+
+@pytest.mark.slow
+def test_render_interpolated_and_spiral_paths_with_sound(tiny_run, tmp_path):
+    """--pose-source interpolate and spiral span the audio with one frame per audio frame, from moving viewpoints."""
+    from aenerf_ns.audio.audio_io import write_wav
+    from aenerf_ns.inference.video_io import probe_media
+    from aenerf_ns.scripts.render import main
+    from aenerf_ns.synthetic.synthetic_speech import synthesize_speech
+
+    speech = synthesize_speech(1.0, seed=7)
+    audio = tmp_path / "one_second.wav"
+    write_wav(audio, speech.audio, speech.sample_rate)
+
+    def render(name, **kwargs):
+        info = probe_media(main(_render_args(tiny_run, audio, tmp_path / f"{name}.mp4", keep_frames=True, **kwargs)))
+        assert (info.num_frames, info.audio_codec) == (25, "aac"), name
+        assert info.audio_duration_s == pytest.approx(1.0, abs=0.05), name
+        (frames,) = tmp_path.glob(f".{name}.frames-*")
+        return np.stack([np.array(Image.open(p)).astype(np.int16) for p in sorted(frames.glob("*.png"))])
+
+    fixed = render("fixed", pose_source="fixed")
+    interpolated = render("interpolate", pose_source="interpolate", interpolation_steps=3)
+    spiral = render("spiral", pose_source="spiral", radius=1.0, seconds=0.4)
+    assert len(fixed) == len(interpolated) == len(spiral) == 25
+    # same audio frame, same head: the paths start at (interpolate) or beside (spiral) training frame 0's pose
+    assert np.array_equal(interpolated[0], fixed[0])
+    assert np.abs(interpolated[-1] - fixed[-1]).max() > 0, "interpolate ends at the last training pose"
+    assert all(np.abs(spiral[t] - fixed[t]).max() > 0 for t in range(25)), "every spiral frame is off the start pose"
+
+
+def test_rendered_output_names_sit_side_by_side(sample_dataset, small_model, tmp_path):
+    """Each frame shows the chosen outputs left to right; an output the model lacks is named, nothing is written."""
+    import torch
+    from nerfstudio.utils import colormaps
+
+    from aenerf_ns.aenerf.aenerf_model import AENeRFModelConfig
+    from aenerf_ns.data.talking_head_dataparser import TalkingHeadDataParserConfig
+    from aenerf_ns.inference.audio_render import pose_schedule, render_cameras, render_frames
+
+    outputs = TalkingHeadDataParserConfig(data=sample_dataset).setup().get_dataparser_outputs("train")
+    model = AENeRFModelConfig(**small_model).setup(
+        scene_box=outputs.scene_box, num_train_data=len(outputs.image_filenames), metadata=outputs.metadata
+    )
+    model.eval()
+    cameras = render_cameras(outputs.cameras, pose_schedule(1, len(outputs.cameras), "fixed"), 0, scale=0.25)
+    render_frames(model, cameras, tmp_path / "rgb")
+    render_frames(model, cameras, tmp_path / "three", output_names=["rgb", "depth", "audio_region"])
+    rgb = np.array(Image.open(tmp_path / "rgb" / "000000.png")).astype(np.int16)
+    three = np.array(Image.open(tmp_path / "three" / "000000.png")).astype(np.int16)
+    assert three.shape == (12, 36, 3)
+    assert np.abs(three[:, :12] - rgb).max() <= 1
+    with torch.no_grad():
+        region = colormaps.apply_colormap(model.get_outputs_for_camera(cameras[0])["audio_region"])
+    assert np.abs(three[:, 24:] - region.numpy() * 255).max() <= 1
+    assert np.abs(three[:, 12:24] - three[:, 24:]).max() > 0
+
+    with pytest.raises(ValueError, match="no image output 'normals'; it renders accumulation, audio_region, depth"):
+        render_frames(model, cameras, tmp_path / "bad", output_names=["rgb", "normals"])
+    assert not (tmp_path / "bad").exists()

@@ -163,3 +163,49 @@ def test_clear_errors(talking_mp4, tmp_path):
         main(SyncCheckArgs(video=talking_mp4["empty"], output=tmp_path / "empty.json"))
     with pytest.raises(SyncCheckError, match="past the end"):
         main(SyncCheckArgs(video=talking_mp4["video"], start=60.0, output=tmp_path / "late.json"))
+
+
+def test_pre_cropped_frames_go_to_syncnet_as_they_are(tmp_path, monkeypatch):
+    """--pre-cropped scores the decoded frames with `syncnet_scores_from_crops` (no face mesh); it needs weights."""
+    import torch
+    from media_files import face_crop_clip
+
+    import aenerf_ns.scripts.sync_check as sync_check
+    from aenerf_ns.audio.audio_io import load_audio
+    from aenerf_ns.evaluation.syncnet_network import SyncNet, load_syncnet
+    from aenerf_ns.evaluation.syncnet_score import syncnet_scores_from_crops
+    from aenerf_ns.preprocess.video_frames import resampled_frames
+
+    video = face_crop_clip(tmp_path / "crops.mp4", seconds=1.2)
+    torch.manual_seed(0)
+    weights = tmp_path / "syncnet_v2.model"
+    torch.save(SyncNet().state_dict(), weights)
+
+    def no_face_mesh(*args, **kwargs):
+        raise AssertionError("--pre-cropped must not track faces")
+
+    monkeypatch.setattr(sync_check, "track_landmarks", no_face_mesh)
+    args = sync_check.SyncCheckArgs(video=video, pre_cropped=True, syncnet_weights=weights, output=tmp_path / "r.json")
+    result = sync_check.main(args)
+    frames = np.stack([image for _, image in resampled_frames(video, 25.0, 30)])
+    expected = syncnet_scores_from_crops(load_syncnet(weights), frames, load_audio(video))
+    assert result["frames"] == 30 and result["syncnet_frames"] == expected["frames"]
+    assert result["lse_c"] == pytest.approx(expected["lse_c"], abs=1e-5) and result["lse_c"] >= 0
+    assert result["lse_d"] == pytest.approx(expected["lse_d"], abs=1e-5) and result["lse_d"] > 0
+    assert result["syncnet_offset_frames"] == expected["offset_frames"]
+    assert json.loads((tmp_path / "r.json").read_text())["lse_d"] == pytest.approx(result["lse_d"])
+
+    # a segment: the audio starts with its first frame
+    later = sync_check.main(
+        sync_check.SyncCheckArgs(video=video, pre_cropped=True, syncnet_weights=weights, start=0.4, output=args.output)
+    )
+    segment_audio = load_audio(video)
+    segment_audio.samples = segment_audio.samples[int(0.4 * segment_audio.sample_rate) :]
+    assert later["frames"] == 20
+    assert later["lse_d"] == pytest.approx(
+        syncnet_scores_from_crops(load_syncnet(weights), frames[10:], segment_audio)["lse_d"], abs=1e-5
+    )
+
+    missing = sync_check.SyncCheckArgs(video=video, pre_cropped=True, syncnet_weights=tmp_path / "none.model")
+    with pytest.raises(sync_check.SyncCheckError, match="--pre-cropped scores with SyncNet only.*none.model"):
+        sync_check.main(missing)

@@ -64,6 +64,28 @@ def _read_av(path: Path) -> tuple[np.ndarray, int]:
     return np.concatenate(chunks, 0), int(rate)
 
 
+def check_finite(
+    samples: Float[np.ndarray, "samples *channels"], sample_rate: int, name: str, start_sample: int = 0
+) -> None:
+    """Raise AudioError naming `name` and the time of the first NaN or infinite sample.
+
+    Such a sample is no sound at all: every feature window that touches it turns into NaN (or, after a resample
+    or a clip, into plausible numbers that hide it), so it is refused where the audio is read. `start_sample` is
+    the index of `samples[0]` in the whole stream, for audio that arrives in chunks.
+    """
+    samples = np.asarray(samples)
+    bad = ~np.isfinite(samples.reshape(len(samples), -1))
+    if not bad.any():
+        return
+    row = int(np.flatnonzero(bad.any(axis=1))[0])
+    value = float(samples.reshape(len(samples), -1)[row][bad[row]][0])
+    kind = "nan" if np.isnan(value) else ("inf" if value > 0 else "-inf")
+    raise AudioError(
+        f"{name} has a non-finite sample ({kind}) at {(start_sample + row) / sample_rate:.3f} s: "
+        "audio samples must be finite numbers"
+    )
+
+
 def load_audio(path: Path | str, target_sample_rate: int = TARGET_SAMPLE_RATE) -> LoadedAudio:
     """Load any wav/flac/ogg/mp3/m4a (or a video's audio track) as mono float32 at `target_sample_rate`.
 
@@ -87,8 +109,7 @@ def load_audio(path: Path | str, target_sample_rate: int = TARGET_SAMPLE_RATE) -
         raise AudioError(f"could not decode audio file {path} (corrupt or unsupported format): {'; '.join(errors)}")
     if data.shape[0] == 0:
         raise AudioError(f"audio file {path} contains no samples")
-    if not np.all(np.isfinite(data)):
-        raise AudioError(f"audio file {path} contains NaN or infinite samples")
+    check_finite(data, rate, str(path))  # before downmixing and resampling spread a bad sample to its neighbours
     mono = data.mean(axis=1).astype(np.float32)
     if rate != target_sample_rate:
         import librosa
@@ -110,13 +131,14 @@ def check_not_silent(audio: LoadedAudio) -> None:
 
 
 def write_wav(path: Path | str, samples: np.ndarray, sample_rate: int) -> None:
-    """Write 16-bit PCM wav atomically."""
+    """Write 16-bit PCM wav atomically; non-finite samples are refused (PCM would turn them into valid numbers)."""
     import io
 
     import soundfile
 
     from aenerf_ns.utils.atomic_io import atomic_write_bytes
 
+    check_finite(np.asarray(samples), sample_rate, f"audio for {path}")
     buf = io.BytesIO()
     soundfile.write(buf, np.clip(samples, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
     atomic_write_bytes(Path(path), buf.getvalue())

@@ -1,9 +1,10 @@
 """Where live audio comes from: a wav file another program is still writing, or a socket on this machine.
 
-Both deliver 16 kHz mono 16-bit PCM, the format the audio features work at, so nothing is resampled on the live
-path (a chunk's samples go straight to `StreamingFeatures`). Each source is an iterator of float32 chunks that
-ends with the stream: the wav when it has stopped growing for `idle_seconds`, the socket when the sender closes
-the connection.
+Both deliver 16 kHz mono audio, the rate the audio features work at, so nothing is resampled on the live path (a
+chunk's samples go straight to `StreamingFeatures`): the socket as 16-bit PCM, the wav as 16-bit PCM or 32-bit
+float. Each source is an iterator of float32 chunks that ends with the stream: the wav when it has stopped growing
+for `idle_seconds`, the socket when the sender closes the connection. A float wav can hold NaN or infinite samples;
+the first one ends the stream with an error naming its time (16-bit PCM cannot hold either).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from jaxtyping import Float
 
-from aenerf_ns.audio.audio_io import TARGET_SAMPLE_RATE, AudioError
+from aenerf_ns.audio.audio_io import TARGET_SAMPLE_RATE, AudioError, check_finite
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 """Addresses a stream socket may bind to without `allow_remote`."""
@@ -29,8 +30,20 @@ def pcm16_to_float(data: bytes) -> Float[np.ndarray, "samples"]:
     return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
 
 
-def parse_wav_header(head: bytes, name: str = "wav") -> int | None:
-    """Offset of the sample data in a 16 kHz mono 16-bit PCM wav; None while the header is still incomplete.
+SAMPLE_TYPES = {1: "<i2", 3: "<f4"}
+"""numpy sample type of each wav format code a stream accepts: 16-bit PCM and 32-bit float."""
+
+
+def samples_to_float(data: bytes, sample_type: str) -> Float[np.ndarray, "samples"]:
+    """Little-endian 16-bit PCM (scaled to [-1, 1), as soundfile reads wav files) or 32-bit float bytes as float32."""
+    if sample_type == "<i2":
+        return pcm16_to_float(data)
+    return np.frombuffer(data, dtype=sample_type).astype(np.float32)
+
+
+def parse_wav_header(head: bytes, name: str = "wav") -> tuple[int, str] | None:
+    """(offset of the sample data, numpy sample type) of a 16 kHz mono wav of 16-bit PCM or 32-bit float samples;
+    None while the header is still incomplete.
 
     Raises AudioError naming the problem for anything else (not a wav, another sample format, rate or layout).
     """
@@ -48,24 +61,29 @@ def parse_wav_header(head: bytes, name: str = "wav") -> int | None:
         elif chunk_id == b"data":
             if fmt is None:
                 raise AudioError(f"{name}: the data chunk comes before the format chunk")
-            _check_format(fmt, name)
-            return pos + 8
+            return pos + 8, _check_format(fmt, name)
         pos += 8 + size + (size & 1)
     return None
 
 
-def _check_format(fmt: tuple[int, ...], name: str) -> None:
+def _check_format(fmt: tuple[int, ...], name: str) -> str:
+    """The numpy sample type of an accepted format (the extensible code 0xFFFE is taken as PCM)."""
     code, channels, rate, _, _, bits = fmt
-    if code not in (1, 0xFFFE) or bits != 16 or channels != 1 or rate != TARGET_SAMPLE_RATE:
+    pcm = code in (1, 0xFFFE) and bits == 16
+    if not (pcm or (code == 3 and bits == 32)) or channels != 1 or rate != TARGET_SAMPLE_RATE:
         kind = "PCM" if code in (1, 0xFFFE) else "float" if code == 3 else f"format code {code}"
         raise AudioError(
-            f"{name} is {kind} {bits}-bit, {channels} channel(s), {rate} Hz; a stream must be 16-bit PCM, mono, "
-            f"{TARGET_SAMPLE_RATE} Hz: {CONVERT_HINT}"
+            f"{name} is {kind} {bits}-bit, {channels} channel(s), {rate} Hz; a stream must be mono, "
+            f"{TARGET_SAMPLE_RATE} Hz, 16-bit PCM (or 32-bit float for a wav file): {CONVERT_HINT}"
         )
+    return SAMPLE_TYPES[1] if pcm else SAMPLE_TYPES[3]
 
 
 class GrowingWav:
-    """Follows a wav file as another program appends to it; ends when it has not grown for `idle_seconds`."""
+    """Follows a wav file as another program appends to it; ends when it has not grown for `idle_seconds`.
+
+    A NaN or infinite sample (possible in a float wav) raises AudioError naming the file and the sample's time.
+    """
 
     def __init__(self, path: Path | str, idle_seconds: float = 1.0, poll_seconds: float = 0.01) -> None:
         self.path = Path(path)
@@ -79,26 +97,31 @@ class GrowingWav:
             if time.monotonic() - last_growth > self.idle_seconds:
                 raise AudioError(f"stream wav {self.path} does not exist")
             time.sleep(self.poll_seconds)
-        offset, leftover = None, b""
+        layout, leftover, samples_read = None, b"", 0
         with open(self.path, "rb") as f:
             head = b""
             while not self.stopped:
                 data = f.read()
                 if data:
                     last_growth = time.monotonic()
-                    if offset is None:
+                    if layout is None:
                         head += data
-                        offset = parse_wav_header(head, str(self.path))
-                        if offset is None:
+                        layout = parse_wav_header(head, str(self.path))
+                        if layout is None:
                             continue
-                        data = head[offset:]
+                        data = head[layout[0] :]
+                    sample_type = layout[1]
+                    width = np.dtype(sample_type).itemsize
                     data = leftover + data
-                    whole = len(data) - len(data) % 2
+                    whole = len(data) - len(data) % width
                     leftover = data[whole:]
                     if whole:
-                        yield pcm16_to_float(data[:whole])
+                        samples = samples_to_float(data[:whole], sample_type)
+                        check_finite(samples, TARGET_SAMPLE_RATE, f"stream wav {self.path}", samples_read)
+                        samples_read += len(samples)
+                        yield samples
                 elif time.monotonic() - last_growth > self.idle_seconds:
-                    if offset is None:
+                    if layout is None:
                         raise AudioError(f"stream wav {self.path} never got a complete header")
                     return
                 else:
@@ -110,6 +133,9 @@ class GrowingWav:
 
 class LocalSocket:
     """A TCP server on this machine: one sender at a time writes raw 16 kHz mono 16-bit little-endian PCM.
+
+    16-bit integers cannot carry NaN or infinity, so there is nothing non-finite here to refuse: a sender holding
+    float audio must check it before converting, since the conversion turns such samples into ordinary numbers.
 
     Binding to another address than 127.0.0.1 would let anyone who can reach it drive the model, so it needs
     `allow_remote=True`. Port 0 picks a free port (`port` says which).

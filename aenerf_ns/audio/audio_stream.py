@@ -19,7 +19,7 @@ import numpy as np
 from jaxtyping import Float
 
 from aenerf_ns.audio.audio_features import ENCODER_RATES, AudioFeatureConfig
-from aenerf_ns.audio.audio_io import TARGET_SAMPLE_RATE, AudioError
+from aenerf_ns.audio.audio_io import TARGET_SAMPLE_RATE, AudioError, check_finite
 
 N_FFT = 400
 """Samples per log-mel analysis window (25 ms at 16 kHz), as `logmel_frames`."""
@@ -138,8 +138,7 @@ class StreamingFeatures:
         if self.finished:
             raise AudioError("the stream has already finished; start a new StreamingFeatures")
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)
-        if not np.all(np.isfinite(samples)):
-            raise AudioError("an audio chunk contains NaN or infinite samples")
+        check_finite(samples, TARGET_SAMPLE_RATE, "the audio stream", self.samples_received)
         self.samples_received += len(samples)
         self._pending = np.concatenate([self._pending, samples])
         self._encode_pending()

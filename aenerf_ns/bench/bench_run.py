@@ -118,6 +118,7 @@ def _lip_scores(renders: list, truths: list, heldout: HeldoutFrames, settings: R
     """`lip_scores` of the scored frames: LMD, mouth opening, the sync measures (rendered and ground truth)."""
     from aenerf_ns.audio.audio_io import load_audio
     from aenerf_ns.evaluation.lip_scores import lip_scores
+    from aenerf_ns.evaluation.mouth_pictures import mouth_closeup_strip
     from aenerf_ns.evaluation.sync_metrics import min_sync_frames
     from aenerf_ns.evaluation.syncnet_score import syncnet_metric
 
@@ -145,7 +146,8 @@ def _lip_scores(renders: list, truths: list, heldout: HeldoutFrames, settings: R
         reason or "",
         device,
     )
-    scores.pop("_rendered_opening"), scores.pop("_reference_opening")
+    scores["_closeups"] = mouth_closeup_strip(renders, truths, scores.pop("_reference_landmarks"))
+    scores.pop("_rendered_landmarks")
     return scores
 
 
@@ -172,7 +174,8 @@ def render_scaling(model, cameras: Cameras, settings: RunSettings, device: str) 
 
 
 def run_method(name: str, settings: RunSettings, out_dir: Path) -> dict:
-    """Train and score one method; writes `result.json` (last) and `strip.png` into `out_dir`."""
+    """Train and score one method; writes `result.json` (last), `strip.png` and `mouth_closeup.png` (truth above
+    render at the widest openings) into `out_dir`."""
     from aenerf_ns.bench.bench_methods import BY_NAME
     from aenerf_ns.bench.network_evaluations import network_evaluations
     from aenerf_ns.bench.resource_meter import peak_resident_mb
@@ -192,6 +195,9 @@ def run_method(name: str, settings: RunSettings, out_dir: Path) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_save_png(out_dir / "strip.png", np.concatenate(scores.pop("_strip"), 1))
     atomic_save_png(out_dir / "truth_strip.png", np.concatenate(scores.pop("_truth_strip"), 1))
+    closeups = scores.pop("_closeups")
+    if closeups is not None:
+        atomic_save_png(out_dir / "mouth_closeup.png", closeups)
     result = {
         "method": name,
         "role": method.role,

@@ -30,6 +30,7 @@ from nerfstudio.data.scene_box import SceneBox
 
 from aenerf_ns.audio.audio_features import AudioFeatureConfig, compute_audio_features
 from aenerf_ns.data.dataset_format import DatasetFormatError, TalkingHeadMeta, read_transforms
+from aenerf_ns.data.mouth_track import mouth_track
 from aenerf_ns.data.talking_head_metadata import IdentityRecord, TalkingHeadMetadata
 
 DEFAULT_AABB = ((-1.6, -2.6, -1.6), (1.6, 1.4, 1.6))
@@ -90,6 +91,7 @@ class _SplitFrames:
     image_paths: list[Path] = field(default_factory=list)
     parsing_paths: list[Path] = field(default_factory=list)
     mouth_open: list[float | None] = field(default_factory=list)
+    mouth_opening: list[np.ndarray] = field(default_factory=list)
 
 
 @dataclass
@@ -163,6 +165,8 @@ class TalkingHeadDataParser(DataParser):
             frames.image_paths += [meta.frames[i].image_path for i in idx]
             frames.parsing_paths += [meta.frames[i].parsing_path for i in idx]
             frames.mouth_open += [meta.frames[i].mouth_open for i in idx]
+            parsing = [meta.frames[i].parsing_path for i in idx]
+            frames.mouth_opening.append(mouth_track(parsing, cache_dir=meta.root / "cache" / "mouth_track"))
         return frames
 
     def _cameras(self, frames: _SplitFrames, first: TalkingHeadMeta) -> Cameras:
@@ -224,6 +228,7 @@ class TalkingHeadDataParser(DataParser):
             image_identity=torch.from_numpy(np.concatenate(frames.identity)).long(),
             frame_indices=torch.from_numpy(np.concatenate(frames.frame_indices)),
             mouth_open=None if any(m is None for m in mouth) else torch.tensor(mouth, dtype=torch.float32),
+            mouth_opening=torch.from_numpy(np.concatenate(frames.mouth_opening)).float(),
         )
 
     def _generate_dataparser_outputs(self, split: Literal["train", "val", "test"] = "train") -> DataparserOutputs:

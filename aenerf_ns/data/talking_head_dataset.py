@@ -1,4 +1,4 @@
-"""Dataset that adds each frame's parsing map, audio-region mask and background plate to the image."""
+"""Dataset that adds each frame's parsing map, audio-region and mouth-area masks and background plate to the image."""
 
 from __future__ import annotations
 
@@ -9,8 +9,18 @@ from nerfstudio.data.datasets.base_dataset import InputDataset
 from PIL import Image
 
 from aenerf_ns.data.dataset_format import DatasetFormatError
-from aenerf_ns.data.parsing_labels import AUDIO_REGION_LABELS, LABEL_NAMES
+from aenerf_ns.data.parsing_labels import AUDIO_REGION_LABELS, LABEL_NAMES, MOUTH_INTERIOR
 from aenerf_ns.data.talking_head_metadata import talking_head_metadata
+
+MOUTH_MARGIN = 0.03
+"""The mouth area reaches this fraction of the image height beyond the mouth interior (the lips)."""
+
+
+def grown_mouth(labels: torch.Tensor, radius: int) -> torch.Tensor:
+    """The mouth interior of an (H, W) label map grown by `radius` pixels (the lips around it), as booleans;
+    empty where the mouth is shut."""
+    inside = (labels == MOUTH_INTERIOR).float()[None, None]
+    return torch.nn.functional.max_pool2d(inside, 2 * radius + 1, stride=1, padding=radius)[0, 0] > 0
 
 
 def load_label_map(path, scale_factor: float = 1.0) -> np.ndarray:
@@ -36,7 +46,8 @@ def load_label_map(path, scale_factor: float = 1.0) -> np.ndarray:
 
 
 class TalkingHeadDataset(InputDataset):
-    """Images plus per-pixel `parsing` (uint8 label ids), `audio_region` (bool) and `background` (uint8 RGB).
+    """Images plus per-pixel `parsing` (uint8 label ids), `audio_region` and `mouth_area` (bool: the open mouth
+    and its lips, `MOUTH_MARGIN`) and `background` (uint8 RGB).
 
     The background is the plate of the frame's identity (several identities train a base model together).
     """
@@ -44,6 +55,7 @@ class TalkingHeadDataset(InputDataset):
     exclude_batch_keys_from_device = InputDataset.exclude_batch_keys_from_device + [
         "parsing",
         "audio_region",
+        "mouth_area",
         "background",
     ]
 
@@ -83,9 +95,11 @@ class TalkingHeadDataset(InputDataset):
                 f"parsing map {self.parsing_filenames[idx]} is {labels.shape[1]}x{labels.shape[0]} but its frame "
                 f"{self._dataparser_outputs.image_filenames[idx]} is {image.shape[1]}x{image.shape[0]}"
             )
+        region = torch.isin(labels, self.region_ids)
         out = {
             "parsing": labels[..., None],
-            "audio_region": torch.isin(labels, self.region_ids)[..., None],
+            "audio_region": region[..., None],
+            "mouth_area": (grown_mouth(labels, max(1, round(MOUTH_MARGIN * labels.shape[0]))) & region)[..., None],
         }
         if self.backgrounds is not None:
             out["background"] = self.backgrounds[int(self.image_identity[idx])]

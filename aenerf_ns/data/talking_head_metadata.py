@@ -69,6 +69,8 @@ class TalkingHeadMetadata:
     """Frame index (within its identity's video) of each image of this split."""
     mouth_open: Float[Tensor, " images"] | None
     """Ground-truth mouth opening of each image of this split, where every frame has one (synthetic data)."""
+    mouth_opening: Float[Tensor, " images"] | None = None
+    """Mouth opening of each image of this split read from its parsing map (`mouth_track`), for every dataset."""
 
     def as_metadata(self) -> dict:
         """The `DataparserOutputs.metadata` dict that carries this record."""

@@ -4,8 +4,9 @@ Self-driven (`evaluate_heldout`): held-out frames are rendered with the clip's o
 the ground truth: PSNR, SSIM, lower-face PSNR/MSE, parsing accuracy, mouth-interior IoU and opening error,
 and the lip measures of `lip_scores` (LMD, mouth opening against the truth's, the weight-free sync measure,
 SyncNet's LSE-C / LSE-D; sync on consecutive frames). LPIPS and SyncNet are computed when their weights
-are on disk. Writes `metrics.json`, `heldout_strip.png` (rows: ground truth | render | error) and
-`mouth_opening.png`.
+are on disk. Writes `metrics.json`, `heldout_strip.png` (rows: ground truth | render | error),
+`mouth_opening.png` (the lip gap of truth and render over time, in pixels at 512 px height) and
+`mouth_closeup.png` (truth above render, at the clip's widest openings).
 
 Cross-driven (`evaluate_cross_driven`): another audio file drives the training poses; only the sync
 measures apply, and the others are listed as skipped with the reason.
@@ -25,7 +26,8 @@ from aenerf_ns.data.parsing_labels import MOUTH_INTERIOR
 from aenerf_ns.data.talking_head_metadata import TalkingHeadMetadata, talking_head_metadata
 from aenerf_ns.evaluation.lip_scores import NO_TRUTH, lip_scores
 from aenerf_ns.evaluation.lpips_metric import lpips_metric
-from aenerf_ns.evaluation.metric_reports import plot_mouth_opening, write_report
+from aenerf_ns.evaluation.metric_reports import write_report
+from aenerf_ns.evaluation.mouth_pictures import lip_gap_px, mouth_closeup_strip, plot_lip_gap
 from aenerf_ns.evaluation.sync_metrics import mask_iou, min_sync_frames, mouth_extent, speech_envelope
 from aenerf_ns.evaluation.syncnet_score import syncnet_metric
 from aenerf_ns.utils.atomic_io import atomic_save_png
@@ -193,13 +195,18 @@ def evaluate_heldout(
         audio_skip,
         model.device,
     )
-    series = {"ground truth": lips.pop("_reference_opening"), "rendered": lips.pop("_rendered_opening")}
+    render_lm, truth_lm = lips.pop("_rendered_landmarks"), lips.pop("_reference_landmarks")
+    height = scores.truths[0].shape[0]
+    series = {"ground truth": lip_gap_px(truth_lm, height), "rendered": lip_gap_px(render_lm, height)}
     result.update(lips)
 
     output_dir.mkdir(parents=True, exist_ok=True)
     atomic_save_png(output_dir / "heldout_strip.png", np.concatenate(scores.strip_rows, 0))
+    closeups = mouth_closeup_strip(scores.renders, scores.truths, truth_lm)
+    if closeups is not None:
+        atomic_save_png(output_dir / "mouth_closeup.png", closeups)
     envelope = speech_envelope(audio, times, fps) if audio is not None else None
-    plot_mouth_opening(output_dir / "mouth_opening.png", times, series, envelope)
+    plot_lip_gap(output_dir / "mouth_opening.png", times, series, envelope)
     write_report(output_dir, result)
     return result
 
@@ -263,8 +270,8 @@ def evaluate_cross_driven(
         f"skipped: needs at least {fewest} frames",
         model.device,
     )
-    opening = lips.pop("_rendered_opening")
-    lips.pop("_reference_opening")
+    gap = lip_gap_px(lips.pop("_rendered_landmarks"), renders[0].shape[0])
+    lips.pop("_reference_landmarks")
     image_metrics = ("psnr", "ssim", "lower_face_psnr", "lpips", "mouth_iou", "mouth_height_error_px")
     result: dict = {k: NO_TRUTH for k in image_metrics}
     result.update(mode="cross-driven", audio=str(audio_path), num_frames=count, **lips)
@@ -272,6 +279,6 @@ def evaluate_cross_driven(
     strip_at = np.linspace(0, count - 1, min(4, count)).round().astype(int)
     atomic_save_png(output_dir / "render_strip.png", np.concatenate([renders[t] for t in strip_at], 1))
     envelope = speech_envelope(audio, times, fps)
-    plot_mouth_opening(output_dir / "mouth_opening.png", times, {"rendered": opening}, envelope)
+    plot_lip_gap(output_dir / "mouth_opening.png", times, {"rendered": gap}, envelope)
     write_report(output_dir, result)
     return result

@@ -82,6 +82,18 @@ def _sync_entries(
     }
 
 
+def _widest_gaps(rendered: Float[np.ndarray, "n"], truth: Float[np.ndarray, "n"]) -> dict:
+    """How wide the mouths open at their widest (the 90th percentile of the lip gap, pixels at 512 px height),
+    over the frames where both have landmarks."""
+    both = np.isfinite(rendered) & np.isfinite(truth)
+    if not both.any():
+        return {"rendered_gap_p90_px": float("nan"), "truth_gap_p90_px": float("nan")}
+    return {
+        "rendered_gap_p90_px": float(np.percentile(rendered[both], 90)),
+        "truth_gap_p90_px": float(np.percentile(truth[both], 90)),
+    }
+
+
 def lip_scores(
     renders: list[UInt8[np.ndarray, "h w 3"]],
     references: list[UInt8[np.ndarray, "h w 3"]],
@@ -109,19 +121,22 @@ def lip_scores(
         audio_skip: what the sync measures say when `audio` is None.
         device: where the face mesh runs.
 
-    Returns the report entries, plus the opening tracks under `_rendered_opening` and `_reference_opening`.
+    Returns the report entries, plus the landmark tracks under `_rendered_landmarks` and `_reference_landmarks`
+    (for the pictures of `mouth_pictures`; callers pop them before writing a report).
     """
     from aenerf_ns.evaluation.landmark_distance import landmark_distance
     from aenerf_ns.evaluation.mouth_landmarks import mouth_opening, opening_agreement, paired_landmarks
+    from aenerf_ns.evaluation.mouth_pictures import lip_gap_px
 
     render_lm, reference_lm = paired_landmarks(renders, references, device)
     rendered_open = mouth_opening(render_lm)
-    # the opening tracks, for plots; callers pop them before writing a report
-    result: dict = {"_rendered_opening": rendered_open, "_reference_opening": mouth_opening(reference_lm)}
+    result: dict = {"_rendered_landmarks": render_lm, "_reference_landmarks": reference_lm}
     if ground_truth:
         lmd = landmark_distance(render_lm, reference_lm, renders[0].shape[0])
         result.update(lmd=lmd["lmd"], lmd_eye_units=lmd["lmd_eye_units"], lmd_frames=lmd["frames"])
         result["mouth_opening"] = opening_agreement(rendered_open, mouth_opening(reference_lm))
+        height = renders[0].shape[0]
+        result["mouth_opening"].update(_widest_gaps(lip_gap_px(render_lm, height), lip_gap_px(reference_lm, height)))
     else:
         result.update(lmd=NO_TRUTH, mouth_opening=NO_TRUTH)
     if audio is None:

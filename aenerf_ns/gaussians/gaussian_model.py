@@ -307,4 +307,5 @@ class GaussianTalkingHeadModel(AudioDrivenModel):
         offsets = outputs.get("audio_offsets")
         if offsets is not None and len(offsets) and cfg.audio_offset_loss_mult > 0:
             loss["audio_offset_loss"] = cfg.audio_offset_loss_mult * (offsets**2).sum(-1).mean()
+        loss.update(self.mouth_target_losses(batch))
         return loss

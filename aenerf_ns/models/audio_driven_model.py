@@ -19,7 +19,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.model_components import renderers
 from nerfstudio.models.base_model import Model, ModelConfig
@@ -28,7 +28,9 @@ from torch import Tensor
 
 from aenerf_ns.audio.audio_encoder import AudioEncoder
 from aenerf_ns.audio.audio_smoothing import AudioSmoother, clip_bounds, neighbour_rows
-from aenerf_ns.data.parsing_labels import AUDIO_REGION_LABELS, LABEL_COLORS, LABEL_NAMES, MOUTH_INTERIOR, TORSO
+from aenerf_ns.audio.mouth_shape_head import MouthShapeHead, standardised_per_identity
+from aenerf_ns.data.parsing_labels import AUDIO_REGION_LABELS, LABEL_COLORS, LABEL_NAMES, TORSO
+from aenerf_ns.data.talking_head_dataset import grown_mouth
 from aenerf_ns.data.talking_head_metadata import talking_head_metadata
 from aenerf_ns.models.viewer_audio import ViewerAudio
 from aenerf_ns.models.viewer_camera import FaceCamera
@@ -40,9 +42,7 @@ MOUTH_MARGIN_PX = 2
 
 def mouth_area(labels: Tensor) -> Tensor:
     """Mouth interior plus a `MOUTH_MARGIN_PX` band around it (lips), as a boolean (H, W) map."""
-    inside = (labels == MOUTH_INTERIOR).float()[None, None]
-    k = 2 * MOUTH_MARGIN_PX + 1
-    return F.max_pool2d(inside, k, stride=1, padding=MOUTH_MARGIN_PX)[0, 0] > 0
+    return grown_mouth(labels, MOUTH_MARGIN_PX)
 
 
 @dataclass
@@ -61,6 +61,9 @@ class AudioDrivenModelConfig(ModelConfig):
     audio_table_dtype: Literal["float32", "float16"] = "float32"
     """How the per-frame audio-feature table is stored: float16 halves it (base models on many people); its rows
     are turned back into float32 before the audio encoder reads them."""
+    mouth_target_loss_mult: float = 0.0
+    """Weight of the loss that makes each training frame's audio code predict how far its mouth is open (read
+    from its parsing map, `mouth_shape_head`); 0 turns it off."""
 
 
 class AudioDrivenModel(Model):
@@ -97,6 +100,14 @@ class AudioDrivenModel(Model):
         self.audio_smoother = (
             AudioSmoother(audio_dim, cfg.audio_smoothing_radius) if audio_dim and cfg.audio_smoothing_radius else None
         )
+        self.mouth_shape_head = None
+        if audio_dim and cfg.mouth_target_loss_mult > 0 and meta.mouth_opening is not None:
+            # training images in the split's order: their audio rows and standardised mouth openings
+            rows = torch.cat([identity.train_audio_rows for identity in meta.identities])
+            target = standardised_per_identity(meta.mouth_opening.float(), meta.image_identity)
+            self.register_buffer("mouth_image_rows", rows, persistent=False)
+            self.register_buffer("mouth_target", target, persistent=False)
+            self.mouth_shape_head = MouthShapeHead(audio_dim)
 
         plates = meta.background_images
         if plates is None:
@@ -160,8 +171,23 @@ class AudioDrivenModel(Model):
             return self._encode_windows(windows).expand(count, -1)
         rows = metadata["audio_index"].reshape(-1).round().long().clamp(0, self.audio_table.shape[0] - 1)
         uniq, inverse = torch.unique(rows, return_inverse=True)
-        windows = self.audio_table[neighbour_rows(uniq, self._radius(), self.audio_first, self.audio_last)]
-        return self._encode_windows(windows)[inverse]
+        return self.row_codes(uniq)[inverse]
+
+    def row_codes(self, rows: Int[Tensor, " B"]) -> Float[Tensor, "B code"]:
+        """Smoothed audio codes of rows of the feature table (each with its neighbours within its clip)."""
+        return self._encode_windows(
+            self.audio_table[neighbour_rows(rows, self._radius(), self.audio_first, self.audio_last)]
+        )
+
+    def mouth_target_losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The mouth-shape loss of the batch's training frames (`mouth_shape_head`); none when it is off."""
+        if self.mouth_shape_head is None:
+            return {}
+        images = batch["indices"][:, 0] if "indices" in batch else batch["image_idx"]
+        images = torch.unique(torch.as_tensor(images).reshape(-1).to(self.mouth_target.device).long())
+        codes = self.row_codes(self.mouth_image_rows[images])
+        loss = self.mouth_shape_head.loss(codes, self.mouth_target[images])
+        return {"mouth_target_loss": self.config.mouth_target_loss_mult * loss}
 
     # ------------------------------------------------------------------ backgrounds and losses
     def _composite(self, rgb: Tensor, accumulation: Tensor, background: Tensor) -> Tensor:

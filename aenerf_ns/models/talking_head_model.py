@@ -273,13 +273,14 @@ class TalkingHeadModel(AudioDrivenModel):
         return loss
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> dict[str, Tensor]:
-        """Every pass's photometric and parsing losses, then the method's own (`method_losses`), then the
-        proposal fields' (with proposal sampling)."""
+        """Every pass's photometric and parsing losses, then the method's own (`method_losses`), the audio
+        code's mouth-shape loss, then the proposal fields' (with proposal sampling)."""
         loss = self.photometric_losses(outputs, batch)
         labels = batch["parsing"].to(self.device).long().reshape(-1) if "parsing" in batch else None
         if labels is not None and self.config.parsing_loss_mult > 0:
             loss["parsing_loss"] = self._parsing_loss(outputs, labels)
         loss.update(self.method_losses(outputs, batch, labels))
+        loss.update(self.mouth_target_losses(batch))
         loss.update(self.proposal_losses(outputs))
         return loss
 

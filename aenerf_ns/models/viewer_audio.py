@@ -128,10 +128,11 @@ class ViewerAudio:
             return False
         self.stop_stream()
         self.player.pause()
-        self.live = LiveAudio(source, features, on_frames=self._on_stream_frames).start()
+        self.live = LiveAudio(source, features, on_frames=self._on_stream_frames)
         self.source.value = "audio stream"
         port = f" (listening on port {source.port})" if hasattr(source, "port") else ""
         self.status.value = f"waiting for audio from {address}{port}"
+        self.live.start()  # after the status line: a stream that fails at once must not have its error overwritten
         return True
 
     def stop_stream(self) -> None:
