@@ -120,6 +120,44 @@ def test_audio_moves_only_the_audio_region_gaussians(sample_dataset):
     assert (a["rgb"] - b["rgb"]).abs().max() > 1e-3
 
 
+def test_a_float16_audio_table_halves_its_memory_and_changes_no_render_materially(sample_dataset):
+    full, outputs = _model(sample_dataset)
+    half, _ = _model(sample_dataset, audio_table_dtype="float16")
+    for model in (full, half):
+        model.eval()
+    torch.nn.init.normal_(full.audio_deformation.net[-1].weight, std=0.5)  # a trained (non-still) deformation
+    assert not any("audio_table" in key for key in full.state_dict()), "the table is rebuilt, never checkpointed"
+    half.load_state_dict(full.state_dict())  # a float32 run's checkpoint loads into a float16-table model
+
+    assert half.audio_table.dtype == torch.float16 and full.audio_table.dtype == torch.float32
+    rows, per_row = full.audio_table.shape
+    assert half.audio_table.nbytes / rows == 2 * per_row and full.audio_table.nbytes / rows == 4 * per_row
+    error = (half.audio_table.float() - full.audio_table).abs()
+    assert error.max() <= 1e-3 * full.audio_table.abs().max(), "float16 keeps 3 significant digits"
+    assert error.max() < 0.01 * full.audio_table.std()
+
+    camera = outputs.cameras[10:11]
+    renders = {}
+    for name, model in (("full", full), ("half", half)):
+        for row in (5.0, 40.0):
+            camera.metadata = {"audio_index": torch.tensor([[row]]), "identity": torch.tensor([[0.0]])}
+            with torch.no_grad():
+                renders[name, row] = model.get_outputs_for_camera(camera)["rgb"]
+    speech = (renders["full", 5.0] - renders["full", 40.0]).abs().max()
+    rounding = max((renders["full", r] - renders["half", r]).abs().max() for r in (5.0, 40.0))
+    assert speech > 1e-3, "the audio moves the mouth"
+    assert rounding < 1e-4 and rounding < 0.01 * speech, "float16 storage changes the render far less than speech"
+
+
+def test_audio_beyond_float16_range_is_refused(sample_dataset):
+    model, _ = _model(sample_dataset, audio_table_dtype="float16")
+    loud = torch.full((4, *model.audio_table.shape[1:]), 1e6)
+    with pytest.raises(ValueError, match="beyond float16's range"):
+        model.set_audio_track(loud)
+    model.set_audio_track(torch.ones(4, model.audio_table.shape[1]))
+    assert model.audio_table.dtype == torch.float16 and model.audio_table.shape[0] == 4
+
+
 def test_audio_blind_model_has_no_audio_deformation(sample_dataset):
     model, outputs = _model(sample_dataset, use_audio=False)
     assert model.audio_deformation is None
@@ -139,6 +177,33 @@ def test_viewer_camera_without_audio_renders_every_output(sample_dataset):
         assert torch.isfinite(result[key]).all(), key
     assert torch.allclose(result["parsing_probs"].sum(-1), torch.ones(48, 48), atol=1e-4)
     assert result["accumulation"].max() > 0.5, "the seeded Gaussians cover the person"
+
+
+def test_a_crop_box_holding_no_gaussians_renders_the_background(sample_dataset):
+    """The viewer's crop box around empty space: every pixel is the plate, or the viewer's crop colour."""
+    from nerfstudio.data.scene_box import OrientedBox
+    from nerfstudio.model_components.renderers import background_color_override_context
+
+    model, outputs = _model(sample_dataset)
+    camera = outputs.cameras[0:1]
+    empty = OrientedBox(R=torch.eye(3), T=torch.tensor([50.0, 50.0, 50.0]), S=torch.full((3,), 0.1))
+    assert not empty.within(model.gauss_params["means"]).any()
+    with torch.no_grad():
+        uncropped = model.get_outputs_for_camera(camera)
+        result = model.get_outputs_for_camera(camera, obb_box=empty)
+    assert uncropped["accumulation"].max() > 0.5, "without the crop the person is drawn"
+    assert torch.equal(result["accumulation"], torch.zeros(48, 48, 1))
+    assert torch.allclose(result["rgb"], model.plate_for(48, 48, 0))
+    assert (result["parsing_probs"].argmax(-1) == BACKGROUND).all()
+    assert torch.isfinite(result["depth"]).all()
+
+    colour = torch.tensor([0.2, 0.4, 0.6])
+    with torch.no_grad(), background_color_override_context(colour):
+        result = model.get_outputs_for_camera(camera, obb_box=empty)
+        cropped_person = model.get_outputs_for_camera(camera)
+    assert torch.allclose(result["rgb"], colour.expand(48, 48, 3))
+    person = cropped_person["accumulation"][..., 0] > 0.99
+    assert person.any() and not torch.allclose(cropped_person["rgb"][person], colour.expand(int(person.sum()), 3))
 
 
 def test_densification_keeps_the_audio_labels_with_their_gaussians(sample_dataset):

@@ -23,9 +23,11 @@ import math
 from dataclasses import dataclass, field
 
 import torch
+from jaxtyping import Float
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.data.scene_box import OrientedBox
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
+from nerfstudio.model_components import renderers
 from torch import Tensor, nn
 
 from aenerf_ns.data.parsing_labels import AUDIO_REGION_LABELS
@@ -223,9 +225,11 @@ class GaussianTalkingHeadModel(AudioDrivenModel):
             keep = self._crop.within(gaussians["means"]).reshape(-1)
             gaussians = {k: v[keep] if k != "audio_offsets" else v for k, v in gaussians.items()}
         c2w = camera.camera_to_worlds[0]
+        width, height = int(camera.width[0, 0]), int(camera.height[0, 0])
+        if len(gaussians["means"]) == 0:  # the viewer's crop box holds none: only the background shows
+            return self._nothing_rendered(height, width, c2w, gaussians["audio_offsets"])
         distance = (gaussians["means"] - c2w[:3, 3]).norm(dim=-1, keepdim=True)
         features = torch.cat([gaussians["colors"], gaussians["semantics"], distance], -1)
-        width, height = int(camera.width[0, 0]), int(camera.height[0, 0])
         result = splat(
             gaussians["means"], gaussians["quats"], gaussians["scales"], gaussians["opacities"], features,
             world_to_camera(c2w), camera.get_intrinsics_matrices()[0].to(c2w), width, height,
@@ -251,6 +255,23 @@ class GaussianTalkingHeadModel(AudioDrivenModel):
             "audio_offsets": gaussians["audio_offsets"],
         }
 
+    def _nothing_rendered(
+        self, height: int, width: int, c2w: Float[Tensor, "3 4"], audio_offsets: Tensor
+    ) -> dict[str, Tensor]:
+        """`get_outputs` of a frame no Gaussian covers: no colour, no opacity, every pixel background, depth the
+        distance to the head's origin."""
+        zeros = c2w.new_zeros(height, width, 1)
+        parsing = c2w.new_zeros(height, width, self.num_classes)
+        parsing[..., 0] = 1.0
+        return {
+            "rgb": c2w.new_zeros(height, width, 3),
+            "accumulation": zeros,
+            "depth": zeros + c2w[:3, 3].norm(),
+            "parsing_probs": parsing,
+            "audio_region": zeros.clone(),
+            "audio_offsets": audio_offsets,
+        }
+
     @torch.no_grad()
     def get_outputs_for_camera(self, camera: Cameras, obb_box: OrientedBox | None = None) -> dict[str, Tensor]:
         self._crop = obb_box
@@ -259,7 +280,11 @@ class GaussianTalkingHeadModel(AudioDrivenModel):
         finally:
             self._crop = None
         outputs.pop("audio_offsets")
-        return self.finish_camera_outputs(outputs, camera)
+        outputs = self.finish_camera_outputs(outputs, camera)
+        override = renderers.BACKGROUND_COLOR_OVERRIDE
+        if override is not None:  # the viewer's crop colour: splatting has no ray renderer to blend it in
+            outputs["rgb"] = outputs["rgb"] + (1.0 - outputs["accumulation"]) * override.to(outputs["rgb"])
+        return outputs
 
     # ------------------------------------------------------------------ losses and metrics
     def get_metrics_dict(self, outputs, batch) -> dict[str, Tensor]:

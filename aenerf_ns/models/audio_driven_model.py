@@ -15,6 +15,7 @@ this class directly.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -57,6 +58,9 @@ class AudioDrivenModelConfig(ModelConfig):
     """Condition on audio at all; False makes an audio-blind model."""
     parsing_loss_mult: float = 0.05
     """Weight of the parsing cross-entropy on the rendered parsing probabilities (background = 1 - opacity)."""
+    audio_table_dtype: Literal["float32", "float16"] = "float32"
+    """How the per-frame audio-feature table is stored: float16 halves it (base models on many people); its rows
+    are turned back into float32 before the audio encoder reads them."""
     mouth_target_loss_mult: float = 0.0
     """Weight of the loss that makes each training frame's audio code predict how far its mouth is open (read
     from its parsing map, `mouth_shape_head`); 0 turns it off."""
@@ -77,7 +81,11 @@ class AudioDrivenModel(Model):
         self.audio_dim = audio_dim
 
         # audio: feature table (non-persistent: a render swaps in its own track), encoder, smoothing
-        self.register_buffer("audio_table", meta.audio_features.float().clone(), persistent=False)
+        table = self._stored_audio_table(
+            meta.audio_features,
+            "the audio features of " + ", ".join(str(ident.audio_path) for ident in meta.identities),
+        )
+        self.register_buffer("audio_table", table, persistent=False)
         first, last = clip_bounds(meta.audio_segments)
         self.register_buffer("audio_first", first, persistent=False)
         self.register_buffer("audio_last", last, persistent=False)
@@ -112,9 +120,23 @@ class AudioDrivenModel(Model):
         self.register_buffer("other_ids", torch.tensor(other))
 
     # ------------------------------------------------------------------ audio
+    def _stored_audio_table(self, features: Float[Tensor, "rows flat"], what: str) -> Tensor:
+        """`features` as the table stores them (`audio_table_dtype`); values float16 cannot hold are refused."""
+        table = features.float().clone()
+        if self.config.audio_table_dtype == "float32":
+            return table
+        peak = float(table.abs().max()) if table.numel() else 0.0
+        if not peak <= torch.finfo(torch.float16).max:
+            raise ValueError(
+                f"{what} reach {peak:.4g}, beyond float16's range (65504): train with "
+                "--pipeline.model.audio-table-dtype float32"
+            )
+        return table.half()
+
     def set_audio_track(self, features: Float[Tensor, "T window dim"]) -> None:
         """Replace the audio-feature table (e.g. with a new speech track for rendering); one clip."""
-        table = features.reshape(features.shape[0], -1).to(self.audio_table)
+        table = self._stored_audio_table(features.reshape(features.shape[0], -1), "the new audio track's features")
+        table = table.to(self.audio_table.device)
         if table.shape[1] != self.audio_table.shape[1]:
             raise ValueError(
                 f"audio features have {table.shape[1]} values per frame, the model was trained with "
@@ -125,6 +147,7 @@ class AudioDrivenModel(Model):
 
     def _encode_windows(self, windows: Float[Tensor, "B K flat"]) -> Float[Tensor, "B code"]:
         assert self.audio_encoder is not None
+        windows = windows.float()  # a float16 table's rows
         b, k, _ = windows.shape
         codes = self.audio_encoder(windows.reshape(b * k, -1)).reshape(b, k, -1)
         if self.audio_smoother is None:
