@@ -45,8 +45,9 @@ def _pipeline(data: Path, small_model: dict, **model):
 
 
 def test_mouth_target_trains_the_audio_code(sample_dataset, small_model):
-    """With the mouth-shape loss on, its gradient reaches the audio encoder, and a few steps on that loss alone
-    make the codes predict the frames' openings; with it off there is no such loss."""
+    """With the mouth-shape loss on, the forward pass predicts the batch's frames' openings and the loss's gradient
+    reaches the audio encoder; a few steps on that loss alone make the codes predict the frames' openings; with it
+    off, or outside training, there is no such output or loss."""
     pipeline = _pipeline(sample_dataset, small_model, mouth_target_loss_mult=1.0)
     model = pipeline.model
     _, losses, _ = pipeline.get_train_loss_dict(0)
@@ -55,20 +56,30 @@ def test_mouth_target_trains_the_audio_code(sample_dataset, small_model):
     assert model.audio_encoder.head.weight.grad.abs().sum() > 0
     assert model.mouth_shape_head.readout.weight.grad.abs().sum() > 0
 
-    everything = torch.arange(len(model.mouth_target))
+    rows = torch.nonzero(torch.isfinite(model.mouth_row_target))[:, 0]  # every training frame's audio row
+    held_out = torch.nonzero(~torch.isfinite(model.mouth_row_target))[:, 0]
+    assert len(rows) == len(pipeline.datamanager.train_dataset) and len(held_out) > 0
+    metadata = {"audio_index": torch.cat([rows, held_out]).float()[:, None]}
+    assert len(model.mouth_shape_outputs(metadata)["mouth_shape_target"]) == len(rows)  # held-out rows have none
     params = list(model.audio_encoder.parameters()) + list(model.mouth_shape_head.parameters())
     if model.audio_smoother is not None:
         params += list(model.audio_smoother.parameters())
     optimizer = torch.optim.Adam(params, lr=3e-3)
-    before = float(model.mouth_target_losses({"indices": everything[:, None]})["mouth_target_loss"])
+
+    def loss() -> torch.Tensor:
+        return model.mouth_target_losses(model.mouth_shape_outputs(metadata))["mouth_target_loss"]
+
+    before = float(loss().detach())
     for _ in range(60):
         optimizer.zero_grad()
-        model.mouth_target_losses({"indices": everything[:, None]})["mouth_target_loss"].backward()
+        loss().backward()
         optimizer.step()
-    with torch.no_grad():
-        predicted = model.mouth_shape_head(model.row_codes(model.mouth_image_rows))
-    assert float(model.mouth_target_losses({"indices": everything[:, None]})["mouth_target_loss"]) < 0.5 * before
-    assert np.corrcoef(predicted.numpy(), model.mouth_target.numpy())[0, 1] > 0.8
+    assert float(loss().detach()) < 0.5 * before
+    outputs = model.mouth_shape_outputs(metadata)
+    predicted, truth = outputs["mouth_shape_pred"].detach().numpy(), outputs["mouth_shape_target"].numpy()
+    assert np.corrcoef(predicted, truth)[0, 1] > 0.8
+    model.eval()
+    assert model.mouth_shape_outputs(metadata) == {}
 
     off = _pipeline(sample_dataset, small_model, mouth_target_loss_mult=0.0)
     assert off.model.mouth_shape_head is None

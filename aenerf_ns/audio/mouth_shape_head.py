@@ -10,24 +10,18 @@ purpose: whatever it reads, the fields' first layer can read too.
 
 from __future__ import annotations
 
-import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
 
-def standardised_per_identity(values: Float[Tensor, "n"], identities: Tensor) -> Float[Tensor, "n"]:
-    """`values` minus their identity's mean, over their identity's standard deviation (1 when it is 0)."""
-    out = torch.zeros_like(values)
-    for k in torch.unique(identities).tolist():
-        sel = identities == k
-        v = values[sel]
-        std = v.std(unbiased=False) if v.numel() > 1 else v.new_tensor(0.0)
-        out[sel] = (v - v.mean()) / (std if std > 1e-8 else 1.0)
-    return out
+def standardised(values: Float[Tensor, "n"]) -> Float[Tensor, "n"]:
+    """`values` minus their mean, over their standard deviation (left unscaled when it is 0)."""
+    std = values.std(unbiased=False) if values.numel() > 1 else values.new_tensor(0.0)
+    return (values - values.mean()) / (std if std > 1e-8 else 1.0)
 
 
 class MouthShapeHead(nn.Module):
-    """Audio code -> predicted (standardised) mouth opening, and the squared error against the truth."""
+    """Audio code -> predicted (standardised) mouth opening."""
 
     def __init__(self, code_dim: int) -> None:
         super().__init__()
@@ -35,7 +29,3 @@ class MouthShapeHead(nn.Module):
 
     def forward(self, codes: Float[Tensor, "*batch code"]) -> Float[Tensor, "*batch"]:
         return self.readout(codes)[..., 0]
-
-    def loss(self, codes: Float[Tensor, "B code"], target: Float[Tensor, "B"]) -> Tensor:
-        """Mean squared error of the predicted openings of `codes` against `target`."""
-        return ((self(codes) - target) ** 2).mean()

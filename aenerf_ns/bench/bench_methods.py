@@ -154,7 +154,7 @@ METHODS: tuple[BenchMethod, ...] = (
         "ablation",
         "AE-NeRF with rays drawn uniformly instead of region-wise",
         False,
-        _ours("aenerf", sampler={"audio_region_fraction": -1.0}),
+        _ours("aenerf", sampler={"audio_region_fraction": -1.0, "mouth_fraction": 0.0}),
     ),
     BenchMethod(
         "aenerf-no-audio",

@@ -47,8 +47,9 @@ def mouth_track(parsing_paths: list[Path], cache_dir: Path | None = None) -> Flo
         values = json.loads(cache.read_text())
         if len(values) == len(paths):
             return np.asarray(values, dtype=np.float32)
-    values = np.array([opening_from_labels(np.asarray(Image.open(p))) for p in paths], dtype=np.float32)
+    # rounded as the cache stores them, so a track read back equals the one computed (identical models either way)
+    values = [round(opening_from_labels(np.asarray(Image.open(p))), 6) for p in paths]
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(cache, json.dumps([round(float(v), 6) for v in values]).encode())
-    return values
+        atomic_write_bytes(cache, json.dumps(values).encode())
+    return np.asarray(values, dtype=np.float32)

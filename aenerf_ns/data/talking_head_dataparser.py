@@ -91,7 +91,6 @@ class _SplitFrames:
     image_paths: list[Path] = field(default_factory=list)
     parsing_paths: list[Path] = field(default_factory=list)
     mouth_open: list[float | None] = field(default_factory=list)
-    mouth_opening: list[np.ndarray] = field(default_factory=list)
 
 
 @dataclass
@@ -165,8 +164,6 @@ class TalkingHeadDataParser(DataParser):
             frames.image_paths += [meta.frames[i].image_path for i in idx]
             frames.parsing_paths += [meta.frames[i].parsing_path for i in idx]
             frames.mouth_open += [meta.frames[i].mouth_open for i in idx]
-            parsing = [meta.frames[i].parsing_path for i in idx]
-            frames.mouth_opening.append(mouth_track(parsing, cache_dir=meta.root / "cache" / "mouth_track"))
         return frames
 
     def _cameras(self, frames: _SplitFrames, first: TalkingHeadMeta) -> Cameras:
@@ -205,6 +202,9 @@ class TalkingHeadDataParser(DataParser):
                 np.stack([meta.frames[i].camera_to_world[:3, :4] for i in train])
             ).float(),
             train_audio_rows=torch.from_numpy(train + ident.offset).long(),
+            train_mouth_opening=torch.from_numpy(
+                mouth_track([meta.frames[i].parsing_path for i in train], cache_dir=meta.root / "cache" / "mouth_track")
+            ).float(),
             intrinsics=torch.tensor([meta.fl_x, meta.fl_y, meta.cx, meta.cy], dtype=torch.float32),
         )
 
@@ -228,7 +228,6 @@ class TalkingHeadDataParser(DataParser):
             image_identity=torch.from_numpy(np.concatenate(frames.identity)).long(),
             frame_indices=torch.from_numpy(np.concatenate(frames.frame_indices)),
             mouth_open=None if any(m is None for m in mouth) else torch.tensor(mouth, dtype=torch.float32),
-            mouth_opening=torch.from_numpy(np.concatenate(frames.mouth_opening)).float(),
         )
 
     def _generate_dataparser_outputs(self, split: Literal["train", "val", "test"] = "train") -> DataparserOutputs:

@@ -37,6 +37,8 @@ class IdentityRecord:
     """Row of the joint audio-feature table that drives each training frame."""
     intrinsics: Float[Tensor, " 4"]
     """fx, fy, cx, cy in pixels (one camera for the whole video)."""
+    train_mouth_opening: Float[Tensor, " n"] | None = None
+    """How far the mouth is open in each training frame, read from its parsing map (`mouth_track`)."""
 
 
 @dataclass
@@ -69,8 +71,6 @@ class TalkingHeadMetadata:
     """Frame index (within its identity's video) of each image of this split."""
     mouth_open: Float[Tensor, " images"] | None
     """Ground-truth mouth opening of each image of this split, where every frame has one (synthetic data)."""
-    mouth_opening: Float[Tensor, " images"] | None = None
-    """Mouth opening of each image of this split read from its parsing map (`mouth_track`), for every dataset."""
 
     def as_metadata(self) -> dict:
         """The `DataparserOutputs.metadata` dict that carries this record."""

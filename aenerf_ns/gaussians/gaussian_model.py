@@ -253,6 +253,7 @@ class GaussianTalkingHeadModel(AudioDrivenModel):
             "parsing_probs": parsing,
             "audio_region": parsing[..., self.region_ids].sum(-1, keepdim=True),
             "audio_offsets": gaussians["audio_offsets"],
+            **self.mouth_shape_outputs(camera.metadata),
         }
 
     def _nothing_rendered(
@@ -307,5 +308,5 @@ class GaussianTalkingHeadModel(AudioDrivenModel):
         offsets = outputs.get("audio_offsets")
         if offsets is not None and len(offsets) and cfg.audio_offset_loss_mult > 0:
             loss["audio_offset_loss"] = cfg.audio_offset_loss_mult * (offsets**2).sum(-1).mean()
-        loss.update(self.mouth_target_losses(batch))
+        loss.update(self.mouth_target_losses(outputs))
         return loss

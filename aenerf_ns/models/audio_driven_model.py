@@ -28,7 +28,7 @@ from torch import Tensor
 
 from aenerf_ns.audio.audio_encoder import AudioEncoder
 from aenerf_ns.audio.audio_smoothing import AudioSmoother, clip_bounds, neighbour_rows
-from aenerf_ns.audio.mouth_shape_head import MouthShapeHead, standardised_per_identity
+from aenerf_ns.audio.mouth_shape_head import MouthShapeHead, standardised
 from aenerf_ns.data.parsing_labels import AUDIO_REGION_LABELS, LABEL_COLORS, LABEL_NAMES, TORSO
 from aenerf_ns.data.talking_head_dataset import grown_mouth
 from aenerf_ns.data.talking_head_metadata import talking_head_metadata
@@ -101,12 +101,12 @@ class AudioDrivenModel(Model):
             AudioSmoother(audio_dim, cfg.audio_smoothing_radius) if audio_dim and cfg.audio_smoothing_radius else None
         )
         self.mouth_shape_head = None
-        if audio_dim and cfg.mouth_target_loss_mult > 0 and meta.mouth_opening is not None:
-            # training images in the split's order: their audio rows and standardised mouth openings
-            rows = torch.cat([identity.train_audio_rows for identity in meta.identities])
-            target = standardised_per_identity(meta.mouth_opening.float(), meta.image_identity)
-            self.register_buffer("mouth_image_rows", rows, persistent=False)
-            self.register_buffer("mouth_target", target, persistent=False)
+        if audio_dim and cfg.mouth_target_loss_mult > 0:
+            # each training frame's mouth opening, standardised per identity, at its audio row; NaN elsewhere
+            target = torch.full((meta.audio_features.shape[0],), float("nan"))
+            for identity in meta.identities:
+                target[identity.train_audio_rows] = standardised(identity.train_mouth_opening.float())
+            self.register_buffer("mouth_row_target", target, persistent=False)
             self.mouth_shape_head = MouthShapeHead(audio_dim)
 
         plates = meta.background_images
@@ -180,15 +180,26 @@ class AudioDrivenModel(Model):
             self.audio_table[neighbour_rows(rows, self._radius(), self.audio_first, self.audio_last)]
         )
 
-    def mouth_target_losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """The mouth-shape loss of the batch's training frames (`mouth_shape_head`); none when it is off."""
-        if self.mouth_shape_head is None:
+    def mouth_shape_outputs(self, metadata: dict | None) -> dict[str, Tensor]:
+        """In training, the predicted and true mouth openings of the training frames whose audio rows `metadata`
+        names (`mouth_shape_head`), as outputs of the forward pass (a data-parallel wrapper sees only what the
+        forward pass uses); nothing when the mouth target is off or outside training."""
+        if self.mouth_shape_head is None or not self.training or "audio_index" not in (metadata or {}):
             return {}
-        images = batch["indices"][:, 0] if "indices" in batch else batch["image_idx"]
-        images = torch.unique(torch.as_tensor(images).reshape(-1).to(self.mouth_target.device).long())
-        codes = self.row_codes(self.mouth_image_rows[images])
-        loss = self.mouth_shape_head.loss(codes, self.mouth_target[images])
-        return {"mouth_target_loss": self.config.mouth_target_loss_mult * loss}
+        rows = torch.unique(metadata["audio_index"].reshape(-1).round().long())
+        rows = rows.clamp(0, self.mouth_row_target.shape[0] - 1)
+        rows = rows[torch.isfinite(self.mouth_row_target[rows])]
+        return {
+            "mouth_shape_pred": self.mouth_shape_head(self.row_codes(rows)),
+            "mouth_shape_target": self.mouth_row_target[rows],
+        }
+
+    def mouth_target_losses(self, outputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The mouth-shape loss of the forward pass's training frames (`mouth_shape_outputs`); none when it is off."""
+        if "mouth_shape_pred" not in outputs or outputs["mouth_shape_pred"].numel() == 0:
+            return {}
+        error = ((outputs["mouth_shape_pred"] - outputs["mouth_shape_target"]) ** 2).mean()
+        return {"mouth_target_loss": self.config.mouth_target_loss_mult * error}
 
     # ------------------------------------------------------------------ backgrounds and losses
     def _composite(self, rgb: Tensor, accumulation: Tensor, background: Tensor) -> Tensor:

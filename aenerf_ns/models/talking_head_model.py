@@ -155,7 +155,7 @@ class TalkingHeadModel(AudioDrivenModel):
     def get_outputs(self, ray_bundle: RayBundle) -> dict[str, Tensor]:
         shape = ray_bundle.shape
         if len(shape) == 1:
-            return self.render_rays(ray_bundle)
+            return {**self.render_rays(ray_bundle), **self.mouth_shape_outputs(ray_bundle.metadata)}
         outputs = self.render_rays(ray_bundle.flatten())
         skipped = self.per_sample_outputs + self.proposal_outputs
         return {k: v.reshape(*shape, *v.shape[1:]) for k, v in outputs.items() if k not in skipped}
@@ -280,7 +280,7 @@ class TalkingHeadModel(AudioDrivenModel):
         if labels is not None and self.config.parsing_loss_mult > 0:
             loss["parsing_loss"] = self._parsing_loss(outputs, labels)
         loss.update(self.method_losses(outputs, batch, labels))
-        loss.update(self.mouth_target_losses(batch))
+        loss.update(self.mouth_target_losses(outputs))
         loss.update(self.proposal_losses(outputs))
         return loss
 
