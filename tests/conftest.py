@@ -154,3 +154,23 @@ def speech_wav(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("speech") / "new_speech.wav"
     write_wav(path, track.audio, track.sample_rate)
     return path
+
+
+@pytest.fixture
+def make_pipeline(small_model):
+    """Seeded aenerf-tiny pipelines with small fields: `make_pipeline(data, rays, **model_settings)`."""
+
+    def build(data: Path, rays: int = 96, **model):
+        import torch
+
+        from aenerf_ns.method_configs.aenerf_methods import aenerf_tiny_config
+
+        config = aenerf_tiny_config()
+        config.pipeline.datamanager.data = data
+        config.pipeline.datamanager.train_num_rays_per_batch = rays
+        for key, value in {**small_model, **model}.items():
+            setattr(config.pipeline.model, key, value)
+        torch.manual_seed(0)
+        return config.pipeline.setup(device="cpu", test_mode="val")
+
+    return build

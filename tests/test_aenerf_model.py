@@ -10,25 +10,6 @@ from aenerf_ns.aenerf.aenerf_model import IDENTITY_BUFFERS
 from aenerf_ns.aenerf.audio_aware_aggregation import AudioAwareAggregation, AudioBlindAggregation
 from aenerf_ns.aenerf.ray_groups import AUDIO_ONLY, OTHER_ONLY, OVERLAP
 
-
-@pytest.fixture
-def make_pipeline(small_model):
-    """Seeded aenerf-tiny pipelines with small fields: `make_pipeline(data, rays, **model_settings)`."""
-
-    def build(data: Path, rays: int = 96, **model):
-        from aenerf_ns.method_configs.aenerf_methods import aenerf_tiny_config
-
-        config = aenerf_tiny_config()
-        config.pipeline.datamanager.data = data
-        config.pipeline.datamanager.train_num_rays_per_batch = rays
-        for key, value in {**small_model, **model}.items():
-            setattr(config.pipeline.model, key, value)
-        torch.manual_seed(0)
-        return config.pipeline.setup(device="cpu", test_mode="val")
-
-    return build
-
-
 ABLATIONS = {
     "full": {},
     "without_aaa": {"use_aaa": False},

@@ -1,8 +1,6 @@
 """The mouth's own supervision: its opening read from the parsing maps, the audio code trained to predict it,
 and rays drawn from the open mouth and its lips."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -32,23 +30,11 @@ def test_mouth_track_follows_the_synthetic_mouth(sample_dataset, tmp_path):
     assert opening_from_labels(labels) == pytest.approx(0.2)
 
 
-def _pipeline(data: Path, small_model: dict, **model):
-    from aenerf_ns.method_configs.aenerf_methods import aenerf_tiny_config
-
-    config = aenerf_tiny_config()
-    config.pipeline.datamanager.data = data
-    config.pipeline.datamanager.train_num_rays_per_batch = 96
-    for key, value in {**small_model, **model}.items():
-        setattr(config.pipeline.model, key, value)
-    torch.manual_seed(0)
-    return config.pipeline.setup(device="cpu", test_mode="val")
-
-
-def test_mouth_target_trains_the_audio_code(sample_dataset, small_model):
+def test_mouth_target_trains_the_audio_code(sample_dataset, make_pipeline):
     """With the mouth-shape loss on, the forward pass predicts the batch's frames' openings and the loss's gradient
     reaches the audio encoder; a few steps on that loss alone make the codes predict the frames' openings; with it
     off, or outside training, there is no such output or loss."""
-    pipeline = _pipeline(sample_dataset, small_model, mouth_target_loss_mult=1.0)
+    pipeline = make_pipeline(sample_dataset, mouth_target_loss_mult=1.0)
     model = pipeline.model
     _, losses, _ = pipeline.get_train_loss_dict(0)
     assert "mouth_target_loss" in losses and torch.isfinite(losses["mouth_target_loss"])
@@ -81,7 +67,7 @@ def test_mouth_target_trains_the_audio_code(sample_dataset, small_model):
     model.eval()
     assert model.mouth_shape_outputs(metadata) == {}
 
-    off = _pipeline(sample_dataset, small_model, mouth_target_loss_mult=0.0)
+    off = make_pipeline(sample_dataset, mouth_target_loss_mult=0.0)
     assert off.model.mouth_shape_head is None
     assert "mouth_target_loss" not in off.get_train_loss_dict(0)[1]
 
