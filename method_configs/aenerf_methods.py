@@ -11,7 +11,7 @@ from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from aenerf_ns.aenerf.aenerf_model import AENeRFModelConfig
-from aenerf_ns.aenerf.engines import fast_engine
+from aenerf_ns.aenerf.model_presets import fast_engine
 from aenerf_ns.aenerf.region_sampler import RegionPixelSamplerConfig
 from aenerf_ns.data.talking_head_datamanager import TalkingHeadDataManagerConfig
 from aenerf_ns.method_configs.common import TINY_FIELDS, talking_head_trainer, tiny_trainer

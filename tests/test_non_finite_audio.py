@@ -99,7 +99,7 @@ def test_the_dataparser_refuses_a_dataset_whose_audio_has_nan(dataset_copy):
 
 def _viewer_audio():
     """The viewer's audio controls on a stand-in model (they only read its audio table's size)."""
-    from aenerf_ns.models.viewer_audio import ViewerAudio
+    from aenerf_ns.viewer.viewer_audio import ViewerAudio
 
     return ViewerAudio(types.SimpleNamespace(audio_table=torch.zeros(10, 16 * 80)))
 

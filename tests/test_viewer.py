@@ -106,7 +106,7 @@ def test_the_viewer_opens_on_the_first_training_camera(viewer_model, sample_data
     from nerfstudio.viewer.viewer_elements import ViewerControl
 
     from aenerf_ns.data.talking_head_dataparser import TalkingHeadDataParserConfig
-    from aenerf_ns.models.viewer_camera import FaceCamera
+    from aenerf_ns.viewer.viewer_camera import FaceCamera
 
     model, _ = viewer_model
     (control,) = [c for _, c in parse_object(model, ViewerControl, "Custom Elements") if isinstance(c, FaceCamera)]
@@ -208,7 +208,7 @@ def test_the_viewer_hides_the_training_cameras_that_would_cover_the_face(viewer_
     from nerfstudio.viewer.utils import parse_object
     from nerfstudio.viewer.viewer_elements import ViewerControl
 
-    from aenerf_ns.models.viewer_camera import FaceCamera
+    from aenerf_ns.viewer.viewer_camera import FaceCamera
 
     model, _ = viewer_model
     (control,) = [c for _, c in parse_object(model, ViewerControl, "Custom Elements") if isinstance(c, FaceCamera)]

@@ -41,7 +41,7 @@ from aenerf_ns.aenerf.reference_views import (
 from aenerf_ns.aenerf.warper import Warper, offset_length_loss
 from aenerf_ns.audio.audio_smoothing import neighbour_rows
 from aenerf_ns.data.talking_head_metadata import talking_head_metadata
-from aenerf_ns.models.audio_field import AudioConditionedField
+from aenerf_ns.fields.audio_field import AudioConditionedField
 from aenerf_ns.models.talking_head_model import (
     TalkingHeadModel,
     TalkingHeadModelConfig,

@@ -104,7 +104,7 @@ def _ours(
 
 
 def _paper_engine(small: bool) -> dict:
-    from aenerf_ns.aenerf.engines import paper_engine
+    from aenerf_ns.aenerf.model_presets import paper_engine
 
     return paper_engine(tiny=small)
 

@@ -3,7 +3,7 @@
 AE-NeRF gives the audio-associated part of the face (lower face, mouth interior) a field of its own that sees the
 audio, and the rest a field that does not. In Gaussian form the split is over Gaussians: those of the audio region
 are deformed by this network every frame, the others never see audio (they follow only the head pose, through
-`models/torso_deformation`). For each audio-region Gaussian, from its canonical centre (frequency-encoded) and the
+`model_components/torso_deformation`). For each audio-region Gaussian, from its canonical centre (frequency-encoded) and the
 frame's audio code, an MLP predicts
 
     (d_position, d_rotation, d_log_scale, d_opacity_logit, d_colour_logit)
@@ -21,7 +21,7 @@ from jaxtyping import Float
 from nerfstudio.field_components.encodings import NeRFEncoding
 from torch import Tensor, nn
 
-from aenerf_ns.models.mlp import mlp
+from aenerf_ns.field_components.mlp import mlp
 
 OFFSET_SIZES = {"position": 3, "rotation": 4, "log_scale": 3, "opacity": 1, "color": 3}
 """What the network predicts per Gaussian, and how many numbers each takes."""

@@ -6,7 +6,7 @@ logits), started from the training frames' person pixels (`initial_gaussians`). 
    faded and recoloured by the audio deformation (`audio_deformation`) from the frame's smoothed audio code, the
    same audio encoder and smoothing as the NeRF methods (`models/audio_driven_model`);
 2. the other Gaussians never see audio: those of the torso follow the head pose through SSP-NeRF's torso
-   deformation (`models/torso_deformation`), the head's stay where head coordinates hold them;
+   deformation (`model_components/torso_deformation`), the head's stay where head coordinates hold them;
 3. all are splatted (`splatting`: gsplat's CUDA rasterizer on a GPU, a pure-torch rasterizer elsewhere) into
    colour, parsing probabilities (background = 1 - opacity) and depth, and composited over the identity's
    background plate like the NeRF methods.
@@ -37,7 +37,7 @@ from aenerf_ns.gaussians.densification import Densification, DensificationConfig
 from aenerf_ns.gaussians.initial_gaussians import seed_points
 from aenerf_ns.gaussians.splatting import Backend, splat, world_to_camera
 from aenerf_ns.models.audio_driven_model import AudioDrivenModel, AudioDrivenModelConfig
-from aenerf_ns.models.torso_deformation import TorsoDeformationSettings
+from aenerf_ns.model_components.torso_deformation import TorsoDeformationSettings
 from aenerf_ns.utils.image_metrics import ssim
 
 GAUSSIAN_PARAMETERS = ("means", "scales", "quats", "opacities", "colors", "semantics")

@@ -1,7 +1,7 @@
 """SSP-NeRF for nerfstudio: one audio-conditioned field for head and torso, with a parsing branch.
 
 Per sample point the model
-1. moves points below the head by the torso deformation (`models/torso_deformation`), conditioned on the
+1. moves points below the head by the torso deformation (`model_components/torso_deformation`), conditioned on the
    frame's head pose and a per-frame latent code;
 2. evaluates one field F(x', d, a) for density, colour and parsing-class logits, where `a` is the
    frame's smoothed audio code (the same audio encoder and smoothing as AE-NeRF, `talking_head_model`);
@@ -35,7 +35,7 @@ from aenerf_ns.models.talking_head_model import (
     repeat_per_sample,
     select_rays,
 )
-from aenerf_ns.models.torso_deformation import TorsoDeformationSettings
+from aenerf_ns.model_components.torso_deformation import TorsoDeformationSettings
 
 
 @dataclass

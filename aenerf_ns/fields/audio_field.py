@@ -24,8 +24,8 @@ from jaxtyping import Float
 from nerfstudio.field_components.encodings import HashEncoding, NeRFEncoding, SHEncoding
 from torch import Tensor, nn
 
-from aenerf_ns.models.mlp import mlp
-from aenerf_ns.models.triplane_encoding import TriplaneEncoding
+from aenerf_ns.field_components.mlp import mlp
+from aenerf_ns.field_components.triplane_encoding import TriplaneEncoding
 
 PositionEncoding = Literal["positional", "hashgrid", "triplane"]
 

@@ -25,7 +25,7 @@ from jaxtyping import Float
 from nerfstudio.field_components.encodings import NeRFEncoding
 from torch import Tensor, nn
 
-from aenerf_ns.models.mlp import mlp
+from aenerf_ns.field_components.mlp import mlp
 
 
 class TorsoDeformation(nn.Module):

@@ -29,8 +29,8 @@ from nerfstudio.model_components.losses import distortion_loss, interlevel_loss
 from nerfstudio.model_components.ray_samplers import PDFSampler, ProposalNetworkSampler, UniformSampler
 from torch import Tensor, nn
 
-from aenerf_ns.models.audio_field import hash_grid_implementation
-from aenerf_ns.models.grid_density_field import GridDensityField
+from aenerf_ns.fields.audio_field import hash_grid_implementation
+from aenerf_ns.fields.grid_density_field import GridDensityField
 
 
 @dataclass

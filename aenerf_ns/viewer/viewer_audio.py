@@ -19,7 +19,7 @@ from nerfstudio.viewer.viewer_elements import ViewerButton, ViewerDropdown, View
 from torch import Tensor
 
 from aenerf_ns.audio.audio_smoothing import clip_bounds, neighbour_rows
-from aenerf_ns.models.audio_player import AudioPlayer, PlaybackControl
+from aenerf_ns.viewer.audio_player import AudioPlayer, PlaybackControl
 
 SOURCES = ("training audio", "loaded file", "audio stream", "clip average")
 

@@ -8,7 +8,7 @@ applies `paper_engine` to a preset.
 from __future__ import annotations
 
 from aenerf_ns.aenerf.aenerf_model import AENeRFModelConfig
-from aenerf_ns.models.proposal_sampling import ProposalSamplingConfig
+from aenerf_ns.model_components.proposal_sampling import ProposalSamplingConfig
 
 TINY_PAPER_FIELDS = {"hidden_dim": 64, "num_layers": 3}
 """The CPU preset's MLP size under the paper's engine (a positional encoding needs the extra layer)."""
