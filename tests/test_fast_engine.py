@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from aenerf_ns.field_components.triplane_encoding import TriplaneEncoding
 from aenerf_ns.fields.audio_field import AudioConditionedField
 from aenerf_ns.fields.grid_density_field import GridDensityField
-from aenerf_ns.field_components.triplane_encoding import TriplaneEncoding
 
 AABB = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
 

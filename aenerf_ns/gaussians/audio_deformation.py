@@ -3,8 +3,8 @@
 AE-NeRF gives the audio-associated part of the face (lower face, mouth interior) a field of its own that sees the
 audio, and the rest a field that does not. In Gaussian form the split is over Gaussians: those of the audio region
 are deformed by this network every frame, the others never see audio (they follow only the head pose, through
-`model_components/torso_deformation`). For each audio-region Gaussian, from its canonical centre (frequency-encoded) and the
-frame's audio code, an MLP predicts
+`model_components/torso_deformation`). For each audio-region Gaussian, from its canonical centre
+(frequency-encoded) and the frame's audio code, an MLP predicts
 
     (d_position, d_rotation, d_log_scale, d_opacity_logit, d_colour_logit)
 

@@ -36,8 +36,8 @@ from aenerf_ns.gaussians.audio_deformation import AudioDeformation
 from aenerf_ns.gaussians.densification import Densification, DensificationConfig
 from aenerf_ns.gaussians.initial_gaussians import seed_points
 from aenerf_ns.gaussians.splatting import Backend, splat, world_to_camera
-from aenerf_ns.models.audio_driven_model import AudioDrivenModel, AudioDrivenModelConfig
 from aenerf_ns.model_components.torso_deformation import TorsoDeformationSettings
+from aenerf_ns.models.audio_driven_model import AudioDrivenModel, AudioDrivenModelConfig
 from aenerf_ns.utils.image_metrics import ssim
 
 GAUSSIAN_PARAMETERS = ("means", "scales", "quats", "opacities", "colors", "semantics")

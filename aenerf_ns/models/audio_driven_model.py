@@ -32,9 +32,9 @@ from aenerf_ns.audio.mouth_shape_head import MouthShapeHead, standardised
 from aenerf_ns.data.parsing_labels import AUDIO_REGION_LABELS, LABEL_COLORS, LABEL_NAMES, TORSO
 from aenerf_ns.data.talking_head_dataset import grown_mouth
 from aenerf_ns.data.talking_head_metadata import talking_head_metadata
+from aenerf_ns.utils.image_metrics import masked_psnr, psnr, ssim
 from aenerf_ns.viewer.viewer_audio import ViewerAudio
 from aenerf_ns.viewer.viewer_camera import FaceCamera
-from aenerf_ns.utils.image_metrics import masked_psnr, psnr, ssim
 
 MOUTH_MARGIN_PX = 2
 """The mouth area scored by `mouth_psnr`/`mouth_mse`: the mouth interior grown by this many pixels (the lips)."""

@@ -28,9 +28,9 @@ from nerfstudio.model_components.scene_colliders import NearFarCollider
 from nerfstudio.models.base_model import Model
 from torch import Tensor, nn
 
-from aenerf_ns.models.audio_driven_model import AudioDrivenModel, AudioDrivenModelConfig
 from aenerf_ns.fields.audio_field import AudioConditionedField
 from aenerf_ns.model_components.proposal_sampling import ProposalSamplingConfig
+from aenerf_ns.models.audio_driven_model import AudioDrivenModel, AudioDrivenModelConfig
 
 
 def repeat_per_sample(values: Tensor | None, num_samples: int) -> Tensor | None:

@@ -29,13 +29,13 @@ from torch import Tensor
 
 from aenerf_ns.data.parsing_labels import LABEL_NAMES
 from aenerf_ns.data.talking_head_metadata import talking_head_metadata
+from aenerf_ns.model_components.torso_deformation import TorsoDeformationSettings
 from aenerf_ns.models.talking_head_model import (
     TalkingHeadModel,
     TalkingHeadModelConfig,
     repeat_per_sample,
     select_rays,
 )
-from aenerf_ns.model_components.torso_deformation import TorsoDeformationSettings
 
 
 @dataclass
