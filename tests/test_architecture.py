@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -106,3 +107,80 @@ def test_functions_are_short(path):
         and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
     ]
     assert not long, f"{path.relative_to(ROOT)}: split {', '.join(long)}"
+
+
+def _subpackages() -> list[str]:
+    """Installed names of the package's subpackages (`aenerf_ns.audio`, ..., `aenerf_ns.scripts`)."""
+    return sorted(p for p in _package_dirs() if p.count(".") == 1)
+
+
+def _layer_packages() -> list[list[str]]:
+    """pyproject's import-linter layers, top first, each a list of package names."""
+    (contract,) = PYPROJECT["tool"]["importlinter"]["contracts"]
+    return [[name.strip() for name in layer.split("|")] for layer in contract["layers"]]
+
+
+def _code_block(markdown: Path, heading: str) -> str:
+    """The first fenced block after `heading` in `markdown`."""
+    text = markdown.read_text()
+    assert heading in text, f"{markdown.name} lost its '{heading}' section"
+    after = text.split(heading, 1)[1]
+    return after.split("```", 2)[1].split("\n", 1)[1]
+
+
+def _layout_entries(block: str) -> dict[str, str]:
+    """Folder entries of a layout block (`  audio/   text...` plus deeper-indented continuation lines)."""
+    entries: dict[str, str] = {}
+    current = None
+    for line in block.splitlines():
+        folder = re.match(r"^  (\w+)/(\s|$)", line)
+        if folder:
+            current = folder[1]
+            entries[current] = line[folder.end() :]
+        elif current and line.startswith("    "):
+            entries[current] += " " + line.strip()
+        else:
+            current = None
+    return entries
+
+
+def test_every_subpackage_sits_in_a_layer():
+    """A subpackage outside the layers would escape the import contract."""
+    layered = {name for layer in _layer_packages() for name in layer}
+    missing = sorted(set(_subpackages()) - layered)
+    assert not missing, f"add {missing} to [tool.importlinter]'s layers in pyproject.toml"
+
+
+def test_architecture_doc_lists_the_declared_layers():
+    """docs/architecture.md's layer list is pyproject's, line for line, so the two cannot drift."""
+    block = _code_block(ROOT / "docs" / "architecture.md", "## Layers")
+    documented = [
+        [name.strip() for name in re.split(r"\s{2,}", line.strip())[0].split("|")]
+        for line in block.splitlines()
+        if line.strip()
+    ]
+    assert documented == _layer_packages()
+
+
+def test_architecture_doc_names_every_folder_and_module():
+    """docs/architecture.md's package layout names every subfolder of aenerf_ns/ and every module in it."""
+    entries = _layout_entries(_code_block(ROOT / "docs" / "architecture.md", "## Package layout"))
+    for package, folder in _package_dirs().items():
+        if not package.startswith("aenerf_ns.") or not folder.is_relative_to(ROOT / "aenerf_ns"):
+            continue
+        name = package.split(".")[1]
+        assert name in entries, f"docs/architecture.md's package layout has no {name}/ entry"
+        unnamed = [
+            p.stem
+            for p in sorted(folder.glob("*.py"))
+            if p.stem != "__init__" and not re.search(rf"\b{p.stem}\b", entries[name])
+        ]
+        assert not unnamed, f"docs/architecture.md's {name}/ entry does not name {unnamed}"
+
+
+def test_readme_layout_lists_every_subpackage():
+    """README's Layout names every subpackage folder, the ones installed from the repository root included."""
+    block = _code_block(ROOT / "README.md", "## Layout")
+    named = set(_layout_entries(block)) | set(re.findall(r"^(\w+)/", block, flags=re.M))
+    missing = [name for name in (p.split(".")[1] for p in _subpackages()) if name not in named]
+    assert not missing, f"README's Layout has no line for {missing}"
