@@ -2,12 +2,13 @@
 
 An extractor turns a clip's waveform into encoder frames at a fixed rate; `audio_features` cuts those frames into
 one window per video frame, and `audio_stream` does the same while the audio arrives, for the extractors that can
-stream. Adding one is a module with its loader (and streaming function, if any) plus a line in `BUILT_IN`; see
-docs/audio_features.md.
+stream. Adding one is a module that ends by registering it (`register_extractor`) plus its line in
+`EXTRACTOR_MODULES`; see docs/audio_features.md.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -15,7 +16,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from jaxtyping import Float
 
-from aenerf_ns.audio import log_mel, speech_models
 from aenerf_ns.audio.audio_io import LoadedAudio
 
 if TYPE_CHECKING:
@@ -58,8 +58,20 @@ class FeatureExtractor:
         return max(1, int(round(window_seconds * self.rate)))
 
 
+EXTRACTOR_MODULES = (
+    "aenerf_ns.audio.log_mel",
+    "aenerf_ns.audio.speech_models",
+)
+"""Modules that register this package's extractors, imported at the first lookup (a new extractor: one more line)."""
+
 EXTRACTORS: dict[str, FeatureExtractor] = {}
 """Every registered extractor by name, in registration order."""
+
+
+def _import_extractor_modules() -> None:
+    """Import `EXTRACTOR_MODULES` (once; they import this module, so not at its import)."""
+    for module in EXTRACTOR_MODULES:
+        importlib.import_module(module)
 
 
 def register_extractor(extractor: FeatureExtractor) -> FeatureExtractor:
@@ -76,49 +88,22 @@ def register_extractor(extractor: FeatureExtractor) -> FeatureExtractor:
 
 def extractor_names() -> list[str]:
     """Names of every registered extractor."""
+    _import_extractor_modules()
     return list(EXTRACTORS)
 
 
 def streaming_names() -> list[str]:
     """Names of the extractors that can stream (live viewer audio)."""
+    _import_extractor_modules()
     return [name for name, extractor in EXTRACTORS.items() if extractor.stream is not None]
 
 
 def get_extractor(name: str) -> FeatureExtractor:
     """The extractor registered as `name`; a ValueError naming the registered ones otherwise."""
+    _import_extractor_modules()
     if name not in EXTRACTORS:
         raise ValueError(
             f"unknown audio encoder {name!r}; registered feature extractors: {', '.join(extractor_names())} "
             "(see docs/audio_features.md to add one)"
         )
     return EXTRACTORS[name]
-
-
-BUILT_IN = (
-    FeatureExtractor(
-        "logmel",
-        log_mel.LOG_MEL.rate,
-        log_mel.log_mel_features,
-        dim=lambda config: config.n_mels,
-        stream=log_mel.log_mel_stream,
-        description="log-mel spectrogram, weight-free",
-    ),
-    FeatureExtractor(
-        "wav2vec2",
-        speech_models.SPEECH_MODEL_RATE,
-        speech_models.speech_features,
-        default_model=speech_models.DEFAULT_MODEL_NAMES["wav2vec2"],
-        description="wav2vec2 hidden states, local weights",
-    ),
-    FeatureExtractor(
-        "hubert",
-        speech_models.SPEECH_MODEL_RATE,
-        speech_models.speech_features,
-        default_model=speech_models.DEFAULT_MODEL_NAMES["hubert"],
-        description="HuBERT hidden states, local weights",
-    ),
-)
-"""The extractors this package ships; a new one is one more entry here."""
-
-for _extractor in BUILT_IN:
-    register_extractor(_extractor)

@@ -13,6 +13,7 @@ import numpy as np
 from jaxtyping import Float
 
 from aenerf_ns.audio.audio_io import TARGET_SAMPLE_RATE, AudioError, LoadedAudio
+from aenerf_ns.audio.feature_registry import FeatureExtractor, register_extractor
 
 if TYPE_CHECKING:
     from aenerf_ns.audio.audio_features import AudioFeatureConfig
@@ -116,3 +117,15 @@ def log_mel_features(audio: LoadedAudio, config: AudioFeatureConfig, model=None)
 def log_mel_stream(config: AudioFeatureConfig) -> LogMelStream:
     """The registry's streaming function: a `LogMelStream` with the run's number of bands."""
     return LogMelStream(config.n_mels)
+
+
+register_extractor(
+    FeatureExtractor(
+        "logmel",
+        LOG_MEL.rate,
+        log_mel_features,
+        dim=lambda config: config.n_mels,
+        stream=log_mel_stream,
+        description="log-mel spectrogram, weight-free",
+    )
+)

@@ -12,6 +12,7 @@ import numpy as np
 from jaxtyping import Float
 
 from aenerf_ns.audio.audio_io import LoadedAudio
+from aenerf_ns.audio.feature_registry import FeatureExtractor, register_extractor
 
 if TYPE_CHECKING:
     from aenerf_ns.audio.audio_features import AudioFeatureConfig
@@ -72,3 +73,15 @@ def speech_model_frames(audio: LoadedAudio, model, chunk_seconds: float = 20.0) 
 def speech_features(audio: LoadedAudio, config: AudioFeatureConfig, model=None) -> Float[np.ndarray, "time dim"]:
     """The registry's loader: `model` if given (an already built model), else the weights `config` names."""
     return speech_model_frames(audio, model if model is not None else load_speech_model(config))
+
+
+for _name, _model in DEFAULT_MODEL_NAMES.items():
+    register_extractor(
+        FeatureExtractor(
+            _name,
+            SPEECH_MODEL_RATE,
+            speech_features,
+            default_model=_model,
+            description=f"{_name} hidden states, local weights",
+        )
+    )
