@@ -63,7 +63,7 @@ class AudioDrivenModelConfig(ModelConfig):
     """Weight of the parsing cross-entropy on the rendered parsing probabilities (background = 1 - opacity)."""
     audio_table_dtype: Literal["float32", "float16"] = "float32"
     """How the per-frame audio-feature table is stored: float16 halves it (base models on many people); its rows
-    are turned back into float32 before the audio encoder reads them."""
+    are turned back into float32 before the audio code network reads them."""
     mouth_target_loss_mult: float = 0.0
     """Weight of the loss that makes each training frame's audio code predict how far its mouth is open (read
     from its parsing map, `mouth_shape_head`); 0 turns it off."""
