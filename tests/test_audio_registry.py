@@ -54,7 +54,7 @@ def _python_blocks(section: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", body, flags=re.S)
 
 
-def test_the_built_in_extractors_are_registered_and_unknown_names_refused(registry):
+def test_the_built_in_extractors_are_registered_and_unknown_names_refused(registry, speech):
     assert extractor_names()[:3] == ["logmel", "wav2vec2", "hubert"]
     assert streaming_names() == ["logmel"]
     assert get_extractor("logmel").rate == 100.0 and get_extractor("hubert").rate == 50.0
@@ -70,6 +70,11 @@ def test_the_built_in_extractors_are_registered_and_unknown_names_refused(regist
     with pytest.raises(ValueError, match="rate must be positive"):
         register_extractor(FeatureExtractor("norate", 0.0, logmel.frames))
     assert "nodim" not in extractor_names() and "norate" not in extractor_names()
+    register_extractor(FeatureExtractor("flat", 100.0, lambda audio, config, model: audio.samples[:100]))
+    with pytest.raises(
+        ValueError, match=r"'flat' returned frames of shape \(100,\); a loader must return \(time, dim\)"
+    ):
+        compute_audio_features(speech, 25.0, None, AudioFeatureConfig(encoder="flat", cache=False))
 
 
 def test_log_mel_settings_are_the_ones_every_run_used():

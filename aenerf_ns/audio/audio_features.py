@@ -26,11 +26,7 @@ from jaxtyping import Float
 from aenerf_ns.audio.audio_io import AudioError, LoadedAudio, check_not_silent, load_audio
 from aenerf_ns.audio.feature_registry import get_extractor
 from aenerf_ns.audio.log_mel import LOG_MEL
-from aenerf_ns.audio.speech_models import MissingWeightsError, load_speech_model
 from aenerf_ns.utils.atomic_io import atomic_save_npy
-
-__all__ = ["AudioFeatureConfig", "MissingWeightsError", "compute_audio_features", "load_speech_model"]
-"""`MissingWeightsError` and `load_speech_model` live in `speech_models`; they are importable here as before."""
 
 
 @dataclass
@@ -107,7 +103,8 @@ def compute_audio_features(
             whole frames as the audio covers.
         config: encoder settings.
         cache_dir: where to cache results (None: no caching).
-        model: an already built wav2vec2/HuBERT model to use instead of loading weights (not cached).
+        model: an already built model (wav2vec2/HuBERT) handed to the extractor instead of loading weights (not
+            cached).
         audio: `audio_path` already decoded by `load_audio` (saves decoding it a second time).
     """
     config = config or AudioFeatureConfig()
@@ -137,6 +134,11 @@ def compute_audio_features(
                 cache_path.unlink(missing_ok=True)  # a damaged cache entry is recomputed
 
     frames = extractor.frames(audio, config, model)
+    if frames.ndim != 2 or not len(frames):
+        raise ValueError(
+            f"audio feature extractor {extractor.name!r} returned frames of shape {frames.shape}; "
+            "a loader must return (time, dim) with at least one frame"
+        )
     if config.normalize:
         frames = (frames - frames.mean(0, keepdims=True)) / (frames.std(0, keepdims=True) + 1e-5)
     feats = frame_windows(frames, extractor.rate, fps, num_frames, extractor.window_frames(config.window_seconds))
