@@ -2,10 +2,11 @@
 
 `compute_audio_features` sees a whole file; a live stream does not. `StreamingFeatures` asks the run's feature
 extractor for its streaming function (`feature_registry`), which computes each encoder frame once its window has
-arrived (log-mel: `log_mel.LogMelStream`), and emits a video frame's feature window
-as soon as every encoder frame in it exists. Each chunk therefore costs only the frames and windows it completes,
-and the numbers are the batch computation's: `finish()` pads the end as the batch spectrogram does, so a stream
-fed a whole file in any chunking gives `compute_audio_features` of that file (with the same normalisation).
+arrived (log-mel: `log_mel.LogMelStream`), and emits a video frame's feature window as soon as every encoder frame
+in it exists. Each chunk therefore costs only the frames and windows it completes, and the numbers are the batch
+computation's: the extractor's stream ends as its whole-clip loader does (log-mel: the end padded by half a
+window), so a stream fed a whole file in any chunking gives `compute_audio_features` of that file (with the same
+normalisation).
 
 Normalisation cannot use the statistics of a clip that has not finished: the stream either uses fixed per-band
 statistics given to it (e.g. those of the whole file, which reproduces the batch numbers) or, by default, the
@@ -83,20 +84,20 @@ class StreamingFeatures:
         self.frames_emitted = 0
 
     # ------------------------------------------------------------------ encoder frames
-    def _add_frames(self, mel: Float[np.ndarray, "n dim"]) -> None:
+    def _add_frames(self, frames: Float[np.ndarray, "n dim"]) -> None:
         """Normalise the encoder frames a chunk completed and keep them."""
-        if not len(mel):
+        if not len(frames):
             return
         if self.config.normalize:
             if self.stats is None:
-                for row in mel:  # each frame normalised once, by the statistics up to and including itself
+                for row in frames:  # each frame normalised once, by the statistics up to and including itself
                     self.running.update(row[None])
                     mean, std = self.running.mean_std()
                     self._frames.append((row - mean) / (std + 1e-5))
                 return
             mean, std = self.stats
-            mel = (mel - mean) / (std + 1e-5)
-        self._frames.extend(mel)
+            frames = (frames - mean) / (std + 1e-5)
+        self._frames.extend(frames)
 
     # ------------------------------------------------------------------ video-frame windows
     def _video_frames_covered(self) -> int:
