@@ -2,13 +2,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from aenerf_ns.audio.audio_features import (
-    AudioFeatureConfig,
-    MissingWeightsError,
-    compute_audio_features,
-    load_speech_model,
-)
+from aenerf_ns.audio.audio_features import AudioFeatureConfig, compute_audio_features
 from aenerf_ns.audio.audio_io import AudioError, load_audio
+from aenerf_ns.audio.speech_models import MissingWeightsError, load_speech_model
 
 
 def _speechy(seconds=2.0, sr=16000, seed=0):

@@ -8,11 +8,12 @@ import wave
 import numpy as np
 import pytest
 
-from aenerf_ns.audio.audio_features import AudioFeatureConfig, compute_audio_features, logmel_frames
+from aenerf_ns.audio.audio_features import AudioFeatureConfig, compute_audio_features
 from aenerf_ns.audio.audio_io import AudioError, load_audio, write_wav
 from aenerf_ns.audio.audio_sources import GrowingWav, LocalSocket, open_source
 from aenerf_ns.audio.audio_stream import StreamingFeatures
 from aenerf_ns.audio.live_audio import LiveAudio
+from aenerf_ns.audio.log_mel import log_mel_frames
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def test_chunked_features_equal_the_batch_features(short_speech, normalize):
     config = AudioFeatureConfig(normalize=normalize, cache=False)
     audio = load_audio(short_speech)
     batch = compute_audio_features(short_speech, 25.0, None, config)
-    frames = logmel_frames(audio)
+    frames = log_mel_frames(audio)
     stats = (frames.mean(0), frames.std(0)) if normalize else None
     sizes = np.random.default_rng(0).integers(1, 2500, size=len(audio.samples)).cumsum()
     sizes = np.diff(np.concatenate([[0], sizes[sizes < len(audio.samples)], [len(audio.samples)]]))

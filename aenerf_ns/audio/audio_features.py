@@ -1,10 +1,12 @@
 """Per-video-frame audio features: a window of encoder frames centred on every video frame.
 
-Three encoders are offered:
+The encoder frames come from a feature extractor named by ``AudioFeatureConfig.encoder`` and looked up in
+`feature_registry`. Built in:
 
-- ``logmel`` (default): 80-band log-mel spectrogram at 100 frames/s; needs no weights.
+- ``logmel`` (default): 80-band log-mel spectrogram at 100 frames/s; needs no weights (`log_mel`).
 - ``wav2vec2`` and ``hubert``: hidden states of a transformers speech model at 50 frames/s. Weights are
-  read from a local folder (``model_path``) or an existing Hugging Face cache, never downloaded here.
+  read from a local folder (``model_path``) or an existing Hugging Face cache, never downloaded here
+  (`speech_models`).
 
 For video frame ``i`` (time span ``[i/fps, (i+1)/fps)``) the feature is the ``(window, dim)`` block of
 encoder frames centred on the frame's middle, clamped at the clip's ends. Results are cached next to the
@@ -17,40 +19,30 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from jaxtyping import Float
 
 from aenerf_ns.audio.audio_io import AudioError, LoadedAudio, check_not_silent, load_audio
+from aenerf_ns.audio.feature_registry import get_extractor
+from aenerf_ns.audio.log_mel import LOG_MEL
 from aenerf_ns.utils.atomic_io import atomic_save_npy
-
-EncoderName = Literal["logmel", "wav2vec2", "hubert"]
-
-DEFAULT_MODEL_NAMES = {"wav2vec2": "facebook/wav2vec2-base-960h", "hubert": "facebook/hubert-large-ls960-ft"}
-"""Hugging Face ids looked up in the local cache when no model_path is given."""
-
-ENCODER_RATES = {"logmel": 100.0, "wav2vec2": 50.0, "hubert": 50.0}
-"""Encoder output frames per second."""
-
-
-class MissingWeightsError(RuntimeError):
-    """A pretrained speech model was asked for but its weights are not on this machine."""
 
 
 @dataclass
 class AudioFeatureConfig:
     """How audio becomes per-frame features."""
 
-    encoder: EncoderName = "logmel"
-    """Audio encoder: logmel (no weights), wav2vec2 or hubert (local weights required)."""
+    encoder: str = "logmel"
+    """Feature extractor, by its `feature_registry` name: logmel (no weights), wav2vec2 or hubert (local weights
+    required), or any other registered one."""
     model_path: Path | None = None
     """Folder holding a transformers wav2vec2/HuBERT model (config.json + weights)."""
     model_name: str | None = None
     """Hugging Face id to look up in the local cache when model_path is not set."""
     window_seconds: float = 0.16
     """Length of the audio window centred on each video frame."""
-    n_mels: int = 80
+    n_mels: int = LOG_MEL.n_mels
     """Mel bands of the logmel encoder."""
     normalize: bool = True
     """Standardise each feature channel over the clip (removes microphone and loudness differences)."""
@@ -59,58 +51,7 @@ class AudioFeatureConfig:
 
     def window_frames(self) -> int:
         """Encoder frames per video-frame window."""
-        return max(1, int(round(self.window_seconds * ENCODER_RATES[self.encoder])))
-
-
-def logmel_frames(audio: LoadedAudio, n_mels: int = 80) -> Float[np.ndarray, "time n_mels"]:
-    """Log-mel spectrogram, 25 ms windows every 10 ms (frame t is centred at t/100 s)."""
-    import librosa
-
-    if audio.sample_rate != 16000:
-        raise AudioError(f"logmel expects 16 kHz audio, got {audio.sample_rate} Hz")
-    mel = librosa.feature.melspectrogram(
-        y=audio.samples, sr=16000, n_fft=400, hop_length=160, win_length=400, n_mels=n_mels, fmin=55, fmax=7600
-    )
-    return np.log(mel + 1e-6).T.astype(np.float32)
-
-
-def load_speech_model(config: AudioFeatureConfig):
-    """Load a wav2vec2/HuBERT model from local files only, or explain how to provide the weights."""
-    from transformers import HubertModel, Wav2Vec2Model
-
-    cls = {"wav2vec2": Wav2Vec2Model, "hubert": HubertModel}[config.encoder]
-    source = str(config.model_path or config.model_name or DEFAULT_MODEL_NAMES[config.encoder])
-    if config.model_path is not None and not Path(config.model_path).exists():
-        raise MissingWeightsError(f"{config.encoder} model folder {config.model_path} does not exist")
-    try:
-        model = cls.from_pretrained(source, local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise MissingWeightsError(
-            f"{config.encoder} weights '{source}' are not available on this machine ({type(exc).__name__}). "
-            "Nothing is downloaded at run time. On a machine with internet run "
-            f"`huggingface-cli download {DEFAULT_MODEL_NAMES[config.encoder]} --local-dir <DIR>`, copy <DIR> here and "
-            "pass it as model_path (e.g. --pipeline.datamanager.dataparser.audio.model-path <DIR>), "
-            "or use the weight-free default encoder 'logmel'."
-        ) from None
-    return model.eval()
-
-
-def speech_model_frames(audio: LoadedAudio, model, chunk_seconds: float = 20.0) -> Float[np.ndarray, "time dim"]:
-    """Last hidden states of a wav2vec2/HuBERT model at 50 frames/s, run in chunks to bound memory."""
-    import torch
-
-    x = audio.samples.astype(np.float32)
-    x = (x - x.mean()) / (x.std() + 1e-7)
-    chunk = int(chunk_seconds * audio.sample_rate)
-    outs = []
-    with torch.no_grad():
-        for start in range(0, len(x), chunk):
-            piece = x[start : start + chunk]
-            if len(piece) < 400:  # shorter than the model's receptive field: pad with silence
-                piece = np.pad(piece, (0, 400 - len(piece)))
-            hidden = model(torch.from_numpy(piece)[None]).last_hidden_state[0]
-            outs.append(hidden.float().cpu().numpy())
-    return np.concatenate(outs, 0)
+        return get_extractor(self.encoder).window_frames(self.window_seconds)
 
 
 def frame_windows(
@@ -132,7 +73,7 @@ def _cache_key(audio_path: Path, config: AudioFeatureConfig, fps: float, num_fra
     h = hashlib.sha256(Path(audio_path).read_bytes())
     settings = {
         "encoder": config.encoder,
-        "model": str(config.model_path or config.model_name or DEFAULT_MODEL_NAMES.get(config.encoder, "")),
+        "model": str(config.model_path or config.model_name or get_extractor(config.encoder).default_model or ""),
         "window_seconds": config.window_seconds,
         "n_mels": config.n_mels,
         "normalize": config.normalize,
@@ -162,10 +103,12 @@ def compute_audio_features(
             whole frames as the audio covers.
         config: encoder settings.
         cache_dir: where to cache results (None: no caching).
-        model: an already built wav2vec2/HuBERT model to use instead of loading weights (not cached).
+        model: an already built model (wav2vec2/HuBERT) handed to the extractor instead of loading weights (not
+            cached).
         audio: `audio_path` already decoded by `load_audio` (saves decoding it a second time).
     """
     config = config or AudioFeatureConfig()
+    extractor = get_extractor(config.encoder)
     if fps <= 0:
         raise AudioError(f"fps must be positive, got {fps}")
     if audio is None:
@@ -190,15 +133,15 @@ def compute_audio_features(
             except (OSError, ValueError):
                 cache_path.unlink(missing_ok=True)  # a damaged cache entry is recomputed
 
-    if config.encoder == "logmel":
-        frames = logmel_frames(audio, config.n_mels)
-    elif config.encoder in ("wav2vec2", "hubert"):
-        frames = speech_model_frames(audio, model if model is not None else load_speech_model(config))
-    else:
-        raise ValueError(f"unknown audio encoder {config.encoder!r}; choose logmel, wav2vec2 or hubert")
+    frames = extractor.frames(audio, config, model)
+    if frames.ndim != 2 or not len(frames):
+        raise ValueError(
+            f"audio feature extractor {extractor.name!r} returned frames of shape {frames.shape}; "
+            "a loader must return (time, dim) with at least one frame"
+        )
     if config.normalize:
         frames = (frames - frames.mean(0, keepdims=True)) / (frames.std(0, keepdims=True) + 1e-5)
-    feats = frame_windows(frames, ENCODER_RATES[config.encoder], fps, num_frames, config.window_frames())
+    feats = frame_windows(frames, extractor.rate, fps, num_frames, extractor.window_frames(config.window_seconds))
     feats = feats.astype(np.float32)
     if cache_path is not None:
         atomic_save_npy(cache_path, feats)

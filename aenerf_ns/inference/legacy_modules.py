@@ -38,7 +38,8 @@ LEGACY_MODULES: dict[str, str] = {
     "aenerf_ns.aenerf.engines": "aenerf_ns.aenerf.model_presets",
     "aenerf_ns.audio_io": "aenerf_ns.audio.audio_io",
     "aenerf_ns.audio_features": "aenerf_ns.audio.audio_features",
-    "aenerf_ns.audio_encoder": "aenerf_ns.audio.audio_encoder",
+    "aenerf_ns.audio_encoder": "aenerf_ns.audio.audio_code",
+    "aenerf_ns.audio.audio_encoder": "aenerf_ns.audio.audio_code",
     "aenerf_ns.audio_smoothing": "aenerf_ns.audio.audio_smoothing",
     "aenerf_ns.dataset_format": "aenerf_ns.data.dataset_format",
     "aenerf_ns.parsing_labels": "aenerf_ns.data.parsing_labels",
@@ -76,6 +77,8 @@ LEGACY_NAMES: dict[str, str] = {
     "aenerf_ns.data.talking_head_datamanager.SemanticDataManagerConfig": (
         "aenerf_ns.data.talking_head_datamanager.TalkingHeadDataManagerConfig"
     ),
+    "aenerf_ns.audio_encoder.AudioEncoder": "aenerf_ns.audio.audio_code.ConvAudioCode",
+    "aenerf_ns.audio.audio_encoder.AudioEncoder": "aenerf_ns.audio.audio_code.ConvAudioCode",
 }
 """Full dotted names of renamed classes or functions -> their current full names (checked before modules)."""
 

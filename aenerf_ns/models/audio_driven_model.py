@@ -1,8 +1,9 @@
 """What every audio-driven talking-head model here shares, whatever it renders with (rays or Gaussians).
 
 - the audio path: the clip's feature table (swapped for a new track by `set_audio_track` when rendering), the
-  audio encoder and the smoothing of codes over neighbouring frames (`audio_codes`), the viewer's audio
-  controls (pick, play, stream) and its opening camera (the first training frame's);
+  audio code network (config `audio_code`; the module is `audio_encoder`, the name checkpoints use) and the
+  smoothing of codes over neighbouring frames (`audio_codes`), the viewer's audio controls (pick, play, stream)
+  and its opening camera (the first training frame's);
 - the identities' static background plates, and compositing over them (`finish_camera_outputs`);
 - the parsing classes (buffers of their colours and of the audio region's ids) and the parsing cross-entropy;
 - the evaluation metrics (PSNR, SSIM, lower-face, torso and mouth-area PSNR/MSE, parsing accuracy) that
@@ -14,7 +15,7 @@ this class directly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Literal
 
 import torch
@@ -26,7 +27,7 @@ from nerfstudio.models.base_model import Model, ModelConfig
 from nerfstudio.utils import colormaps
 from torch import Tensor
 
-from aenerf_ns.audio.audio_encoder import AudioEncoder
+from aenerf_ns.audio.audio_code import ConvAudioCodeConfig
 from aenerf_ns.audio.audio_smoothing import AudioSmoother, clip_bounds, neighbour_rows
 from aenerf_ns.audio.mouth_shape_head import MouthShapeHead, standardised
 from aenerf_ns.data.parsing_labels import AUDIO_REGION_LABELS, LABEL_COLORS, LABEL_NAMES, TORSO
@@ -52,6 +53,8 @@ class AudioDrivenModelConfig(ModelConfig):
     _target: type = field(default_factory=lambda: AudioDrivenModel)
     audio_code_dim: int = 64
     """Size of the audio code that conditions the model."""
+    audio_code: ConvAudioCodeConfig = field(default_factory=ConvAudioCodeConfig)
+    """The network that turns a frame's audio-feature window into its audio code (kept as `audio_encoder`)."""
     audio_smoothing_radius: int = 4
     """Neighbouring frames on each side mixed into a frame's audio code; 0 turns smoothing off."""
     use_audio: bool = True
@@ -60,10 +63,18 @@ class AudioDrivenModelConfig(ModelConfig):
     """Weight of the parsing cross-entropy on the rendered parsing probabilities (background = 1 - opacity)."""
     audio_table_dtype: Literal["float32", "float16"] = "float32"
     """How the per-frame audio-feature table is stored: float16 halves it (base models on many people); its rows
-    are turned back into float32 before the audio encoder reads them."""
+    are turned back into float32 before the audio code network reads them."""
     mouth_target_loss_mult: float = 0.0
     """Weight of the loss that makes each training frame's audio code predict how far its mouth is open (read
     from its parsing map, `mouth_shape_head`); 0 turns it off."""
+
+    def __setstate__(self, state: dict) -> None:
+        """Configs saved before a setting existed (config.yml, pickles) get its default: settings with a
+        `default_factory` (`audio_code`) have no class attribute to fall back on."""
+        self.__dict__.update(state)
+        for setting in fields(self):
+            if setting.name not in self.__dict__ and setting.default_factory is not MISSING:
+                self.__dict__[setting.name] = setting.default_factory()
 
 
 class AudioDrivenModel(Model):
@@ -90,7 +101,9 @@ class AudioDrivenModel(Model):
         self.register_buffer("audio_first", first, persistent=False)
         self.register_buffer("audio_last", last, persistent=False)
         self.register_buffer("default_audio", meta.default_audio.float().clone())
-        self.audio_encoder = AudioEncoder(window, feature_dim, audio_dim) if audio_dim else None
+        self.audio_encoder = (
+            cfg.audio_code.setup(window=window, feature_dim=feature_dim, code_dim=audio_dim) if audio_dim else None
+        )
         self._viewer_audio = None
         self.viewer_face_camera = FaceCamera()  # the live viewer opens on the first training camera
         if audio_dim:  # live-viewer controls: which audio frame (or file) drives the render
