@@ -4,7 +4,7 @@ The person is a set of 3D Gaussians in head coordinates (centre, rotation, scale
 logits), started from the training frames' person pixels (`initial_gaussians`). Every frame,
 1. the audio-region Gaussians (those that started on the lower face or in the mouth) are moved, turned, resized,
    faded and recoloured by the audio deformation (`audio_deformation`) from the frame's smoothed audio code, the
-   same audio encoder and smoothing as the NeRF methods (`models/audio_driven_model`);
+   same audio code network and smoothing as the NeRF methods (`models/audio_driven_model`);
 2. the other Gaussians never see audio: those of the torso follow the head pose through SSP-NeRF's torso
    deformation (`model_components/torso_deformation`), the head's stay where head coordinates hold them;
 3. all are splatted (`splatting`: gsplat's CUDA rasterizer on a GPU, a pure-torch rasterizer elsewhere) into
@@ -137,7 +137,7 @@ class GaussianTalkingHeadModel(AudioDrivenModel):
 
     def get_param_groups(self) -> dict[str, list[nn.Parameter]]:
         """One group per Gaussian parameter (gsplat's strategy needs an optimizer each), and `fields` for the
-        networks (audio encoder and smoothing, deformations)."""
+        networks (audio code and smoothing, deformations)."""
         groups = {name: [self.gauss_params[name]] for name in GAUSSIAN_PARAMETERS}
         gaussian_ids = {id(p) for p in self.gauss_params.values()}
         groups["fields"] = [p for p in self.parameters() if p.requires_grad and id(p) not in gaussian_ids]

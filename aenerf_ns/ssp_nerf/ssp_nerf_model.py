@@ -4,7 +4,7 @@ Per sample point the model
 1. moves points below the head by the torso deformation (`model_components/torso_deformation`), conditioned on the
    frame's head pose and a per-frame latent code;
 2. evaluates one field F(x', d, a) for density, colour and parsing-class logits, where `a` is the
-   frame's smoothed audio code (the same audio encoder and smoothing as AE-NeRF, `talking_head_model`);
+   frame's smoothed audio code (the same audio code network and smoothing as AE-NeRF, `audio_driven_model`);
 3. renders colour, depth and parsing probabilities (background = 1 - opacity), composited over the
    identity's background plate.
 
