@@ -260,9 +260,15 @@ def run_sync_check(args: SyncCheckArgs) -> dict:
     }
     output = args.output or Path.cwd() / f"{Path(args.video).stem}_sync_check.json"
     atomic_write_bytes(output, json.dumps(json_safe(result), indent=2).encode())
-    if found < last - first:
-        console.print(f"[yellow]no face in {last - first - found} of {last - first} frames[/]")
-    title = f"{Path(args.video).name}: {result['start_s']:.2f}-{result['start_s'] + result['seconds']:.2f} s"
+    _print_result(console, result, output)
+    return result
+
+
+def _print_result(console, result: dict, output: Path) -> None:
+    """The check's figures on the terminal: frames without a face, the table, SyncNet's line, the JSON's path."""
+    if result["face_frames"] < result["frames"]:
+        console.print(f"[yellow]no face in {result['frames'] - result['face_frames']} of {result['frames']} frames[/]")
+    title = f"{Path(result['video']).name}: {result['start_s']:.2f}-{result['start_s'] + result['seconds']:.2f} s"
     console.print(_table(result, title))
     if isinstance(result["lse_c"], float):
         console.print(
@@ -272,4 +278,3 @@ def run_sync_check(args: SyncCheckArgs) -> dict:
     else:
         console.print(f"SyncNet: {result['lse_c']}")
     console.print(f"json: {output}")
-    return result
