@@ -364,3 +364,29 @@ def test_rendered_output_names_sit_side_by_side(sample_dataset, small_model, tmp
     with pytest.raises(ValueError, match="no image output 'normals'; it renders accumulation, audio_region, depth"):
         render_frames(model, cameras, tmp_path / "bad", output_names=["rgb", "normals"])
     assert not (tmp_path / "bad").exists()
+
+
+def test_render_with_audio_gives_the_same_frames_in_memory_and_as_pngs(sample_dataset, small_model, tmp_path):
+    """One route for aenerf-render (PNG folder) and aenerf-eval (images): the same audio track, the same pixels,
+    and plain rgb equals the model's own rgb output (what the evaluation scored before the routes were joined)."""
+    import torch
+
+    from aenerf_ns.aenerf.aenerf_model import AENeRFModelConfig
+    from aenerf_ns.data.talking_head_dataparser import TalkingHeadDataParserConfig
+    from aenerf_ns.inference.audio_render import pose_schedule, render_cameras, render_with_audio
+    from aenerf_ns.utils.image_metrics import to_uint8
+
+    outputs = TalkingHeadDataParserConfig(data=sample_dataset).setup().get_dataparser_outputs("train")
+    model = AENeRFModelConfig(**small_model).setup(
+        scene_box=outputs.scene_box, num_train_data=len(outputs.image_filenames), metadata=outputs.metadata
+    )
+    model.eval()
+    cameras = render_cameras(outputs.cameras, pose_schedule(3, len(outputs.cameras), "pingpong"), 0, scale=0.25)
+    features = np.random.default_rng(0).normal(size=(3, model.audio_table.shape[1])).astype(np.float32)
+    images = render_with_audio(model, cameras, features, transient=True)
+    assert model.audio_table.shape[0] == 3, "the features are the model's audio track"
+    assert render_with_audio(model, cameras, features, tmp_path / "frames") == []
+    for t, image in enumerate(images):
+        assert np.array_equal(np.array(Image.open(tmp_path / "frames" / f"{t:06d}.png")), image)
+        with torch.no_grad():
+            assert np.array_equal(to_uint8(model.get_outputs_for_camera(cameras[t])["rgb"]), image)

@@ -170,7 +170,7 @@ def test_pre_cropped_frames_go_to_syncnet_as_they_are(tmp_path, monkeypatch):
     import torch
     from media_files import face_crop_clip
 
-    import aenerf_ns.scripts.sync_check as sync_check
+    import aenerf_ns.evaluation.video_sync_check as sync_check
     from aenerf_ns.audio.audio_io import load_audio
     from aenerf_ns.evaluation.syncnet_network import SyncNet, load_syncnet
     from aenerf_ns.evaluation.syncnet_score import syncnet_scores_from_crops
@@ -186,7 +186,7 @@ def test_pre_cropped_frames_go_to_syncnet_as_they_are(tmp_path, monkeypatch):
 
     monkeypatch.setattr(sync_check, "track_landmarks", no_face_mesh)
     args = sync_check.SyncCheckArgs(video=video, pre_cropped=True, syncnet_weights=weights, output=tmp_path / "r.json")
-    result = sync_check.main(args)
+    result = sync_check.run_sync_check(args)
     frames = np.stack([image for _, image in resampled_frames(video, 25.0, 30)])
     expected = syncnet_scores_from_crops(load_syncnet(weights), frames, load_audio(video))
     assert result["frames"] == 30 and result["syncnet_frames"] == expected["frames"]
@@ -196,7 +196,7 @@ def test_pre_cropped_frames_go_to_syncnet_as_they_are(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "r.json").read_text())["lse_d"] == pytest.approx(result["lse_d"])
 
     # a segment: the audio starts with its first frame
-    later = sync_check.main(
+    later = sync_check.run_sync_check(
         sync_check.SyncCheckArgs(video=video, pre_cropped=True, syncnet_weights=weights, start=0.4, output=args.output)
     )
     segment_audio = load_audio(video)
@@ -208,4 +208,4 @@ def test_pre_cropped_frames_go_to_syncnet_as_they_are(tmp_path, monkeypatch):
 
     missing = sync_check.SyncCheckArgs(video=video, pre_cropped=True, syncnet_weights=tmp_path / "none.model")
     with pytest.raises(sync_check.SyncCheckError, match="--pre-cropped scores with SyncNet only.*none.model"):
-        sync_check.main(missing)
+        sync_check.run_sync_check(missing)

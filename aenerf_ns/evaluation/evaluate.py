@@ -235,7 +235,13 @@ def evaluate_cross_driven(
     """Drive the training poses with another audio file and measure lip sync only (no ground truth exists)."""
     from aenerf_ns.audio.audio_features import num_video_frames
     from aenerf_ns.audio.audio_io import load_audio
-    from aenerf_ns.inference.audio_render import drive_with_audio, identity_poses, pose_schedule, render_cameras
+    from aenerf_ns.inference.audio_render import (
+        audio_track_features,
+        identity_poses,
+        pose_schedule,
+        render_cameras,
+        render_with_audio,
+    )
 
     output_dir = Path(output_dir)
     model = pipeline.model
@@ -245,15 +251,11 @@ def evaluate_cross_driven(
     audio = load_audio(audio_path)
     total = num_video_frames(audio, fps)
     count = total if max_frames is None else min(total, max_frames)
-    drive_with_audio(model, audio, fps, total, feature_config)
+    features = audio_track_features(audio, fps, total, feature_config)
     poses = identity_poses(parsed.cameras, identity)
     schedule = pose_schedule(count, len(poses), "pingpong")
-    renders = []
-    with Progress(transient=True) as progress:
-        task = progress.add_task("rendering with the new audio", total=count)
-        for camera in render_cameras(poses, schedule, identity):
-            renders.append(to_uint8(model.get_outputs_for_camera(camera.to(model.device))["rgb"]))
-            progress.advance(task)
+    cameras = render_cameras(poses, schedule, identity)
+    renders = render_with_audio(model, cameras, features, label="rendering with the new audio", transient=True)
     times = (np.arange(count) + 0.5) / fps
     fewest = min_sync_frames(fps, max_offset)
     syncnet, syncnet_skip = syncnet_metric(syncnet_weights, model.device)

@@ -2,8 +2,9 @@
 
 The functional core of `aenerf-render`: `pose_schedule` picks which head pose each output frame uses (and
 `path_schedule` spreads a generated camera path, `interpolated_poses` or `spiral_poses`, over the audio),
-`render_cameras` pairs those poses with the new track's audio rows, and `render_frames` renders them to a
-folder of numbered PNGs, skipping frames already there, so an interrupted render resumes where it stopped.
+`render_cameras` pairs those poses with the new track's audio rows (`audio_track_features`), and
+`render_with_audio` renders them, with a progress bar: to a folder of numbered PNGs (`render_frames`), skipping
+frames already there, so an interrupted render resumes where it stopped, or to images in memory (the evaluation's).
 """
 
 from __future__ import annotations
@@ -163,12 +164,11 @@ def parse_background(value: str) -> tuple[float, float, float] | None:
     raise ValueError(f"background {value!r} is not 'training', a colour name ({', '.join(NAMED_COLORS)}) or #rrggbb")
 
 
-def drive_with_audio(model, audio: LoadedAudio, fps: float, num_frames: int, feature_config) -> None:
-    """Make `num_frames` frames of `audio` the model's audio table, with the run's feature settings."""
+def audio_track_features(audio: LoadedAudio, fps: float, num_frames: int, feature_config) -> np.ndarray:
+    """The audio features of `num_frames` frames of `audio`, with the run's feature settings: a new audio track."""
     from aenerf_ns.audio.audio_features import compute_audio_features
 
-    features = compute_audio_features(audio.path, fps, num_frames, feature_config, cache_dir=None, audio=audio)
-    model.set_audio_track(torch.from_numpy(features))
+    return compute_audio_features(audio.path, fps, num_frames, feature_config, cache_dir=None, audio=audio)
 
 
 def identity_poses(cameras: Cameras, identity: int) -> Cameras:
@@ -241,6 +241,21 @@ def output_image(
     return colormaps.apply_colormap(outputs[name])
 
 
+def render_frame(
+    model,
+    camera: Cameras,
+    background: tuple[float, float, float] | None = None,
+    output_names: Sequence[str] = ("rgb",),
+    depth_range: tuple[float | None, float | None] = (None, None),
+    watermark: bool = False,
+) -> np.ndarray:
+    """One camera's frame as uint8 RGB: `output_names` side by side, left to right (see `output_image`)."""
+    outputs = model.get_outputs_for_camera(camera.to(model.device))
+    panels = [output_image(outputs, name, background, depth_range) for name in output_names]
+    image = to_uint8(torch.cat(panels, dim=1))
+    return add_watermark(image) if watermark else image
+
+
 @torch.no_grad()
 def render_frames(
     model,
@@ -260,12 +275,51 @@ def render_frames(
     for t, camera in enumerate(cameras):
         path = frames_dir / f"{t:06d}.png"
         if not path.is_file():
-            outputs = model.get_outputs_for_camera(camera.to(model.device))
-            panels = [output_image(outputs, name, background, depth_range) for name in output_names]
-            image = to_uint8(torch.cat(panels, dim=1))
-            if watermark:
-                image = add_watermark(image)
+            image = render_frame(model, camera, background, output_names, depth_range, watermark)
             frames_dir.mkdir(parents=True, exist_ok=True)
             atomic_save_png(path, image)
         if on_frame is not None:
             on_frame(t)
+
+
+@torch.no_grad()
+def render_with_audio(
+    model,
+    cameras: list[Cameras],
+    features: np.ndarray,
+    frames_dir: Path | None = None,
+    background: tuple[float, float, float] | None = None,
+    watermark: bool = False,
+    output_names: Sequence[str] = ("rgb",),
+    depth_range: tuple[float | None, float | None] = (None, None),
+    console=None,
+    label: str = "rendering",
+    transient: bool = False,
+) -> list[np.ndarray]:
+    """Make `features` (`audio_track_features`) the model's audio track and render one frame per camera (from
+    `render_cameras`), showing a progress bar.
+
+    With `frames_dir` the frames go there as numbered PNGs, frames already there are kept (an interrupted render
+    resumes), and nothing is returned; without it the uint8 RGB frames are returned.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    model.set_audio_track(torch.from_numpy(features))
+    console = console or Console()
+    if frames_dir is not None:
+        done = len(list(Path(frames_dir).glob("*.png"))) if Path(frames_dir).is_dir() else 0
+        if done:
+            console.print(f"resuming: {done} of {len(cameras)} frames already rendered in {frames_dir}")
+    images: list[np.ndarray] = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=transient) as progress:
+        task = progress.add_task(label, total=len(cameras))
+        if frames_dir is not None:
+            on_frame = lambda t: progress.update(task, completed=t + 1)  # noqa: E731
+            render_frames(model, cameras, frames_dir, background, watermark, on_frame, output_names, depth_range)
+            return images
+        for camera in cameras:
+            images.append(render_frame(model, camera, background, output_names, depth_range, watermark))
+            progress.advance(task)
+    return images
