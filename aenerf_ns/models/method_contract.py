@@ -9,10 +9,13 @@ A method is a nerfstudio method whose model drives a person's face with audio. T
 3. audio from `AudioDrivenModel.audio_codes(camera_or_ray_metadata, count)`: a camera whose metadata is None or
    names no `audio_index` (the live viewer's, nerfstudio's own tools') renders the audio the viewer's controls
    choose, else the clip average; it renders identity 0 when its metadata names no `identity`;
-4. loading a checkpoint that another method wrote fails with an error (a `RuntimeError` or `ValueError`), which
+4. its trainer configs built by `method_configs.common.talking_head_trainer` (and `tiny_trainer`), whose pipeline
+   (`engine.talking_head_pipeline.TalkingHeadPipeline`) refuses a checkpoint that another method wrote; a model that
+   loads checkpoints itself raises a `RuntimeError` or `ValueError` on a foreign one, which
    `inference.checkpoints.load_trained_pipeline` reports with the file and the method;
 5. two entry points in the `nerfstudio.method_configs` group of pyproject.toml: `<name>`, the full-size (GPU)
-   MethodSpecification, and `<name>-tiny`, its CPU preset (minutes on the synthetic sample), both with that model.
+   MethodSpecification, and `<name>-tiny`, its CPU preset (minutes on the synthetic sample), both with that model;
+   the package reinstalled (`pip install -e .`) so that the entry points are seen.
 
 `talking_head_methods()` finds the installed methods from those entry points alone, so the benchmark's roster
 (`bench.bench_methods`), the loaders' messages and the contract tests (tests/test_method_contract.py) cover a newly
