@@ -97,10 +97,6 @@ def dataset_copy(sample_dataset, tmp_path) -> Path:
     return dst
 
 
-WHOLE_IMAGE_METHODS = ("aenerf-gs", "aenerf-gs-tiny")
-"""Methods that train on whole images: their datamanager has no rays-per-batch option."""
-
-
 def ns_train_command(
     data: Path,
     output_dir: Path,
@@ -113,10 +109,13 @@ def ns_train_command(
     sizes (aenerf)."""
     import sys
 
+    from aenerf_ns.models.method_contract import preset_method
+
     cmd = [str(Path(sys.executable).parent / "ns-train"), method, "--data", str(data)]
     cmd += ["--output-dir", str(output_dir), "--max-num-iterations", str(iterations)]
     cmd += ["--machine.device-type", "cpu", "--vis", vis]
-    if method not in WHOLE_IMAGE_METHODS:
+    registered = preset_method(method)
+    if registered is None or registered.trains_on_rays:  # whole-frame methods have no rays-per-batch option
         cmd += ["--pipeline.datamanager.train-num-rays-per-batch", "64"]
     if small:
         for key, value in SMALL_MODEL.items():
@@ -142,6 +141,27 @@ def tiny_run(sample_dataset, tmp_path_factory) -> Path:
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     (config,) = root.glob("runs/*/aenerf-tiny/*/config.yml")
     return config
+
+
+@pytest.fixture(scope="session")
+def method_run(sample_dataset, tmp_path_factory):
+    """`method_run(preset)`: config.yml of a 2-step `ns-train <preset>` run (the registered preset as it is, 64 rays
+    per batch) on the sample dataset, trained once per session and shared by every test that asks. Treat as
+    read-only (a test may add a file it removes again)."""
+    import subprocess
+
+    runs: dict[str, Path] = {}
+
+    def run(preset: str) -> Path:
+        if preset not in runs:
+            root = tmp_path_factory.mktemp(preset)
+            cmd = ns_train_command(sample_dataset, root / "runs", iterations=2, method=preset)
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=root)
+            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+            (runs[preset],) = root.glob(f"runs/*/{preset}/*/config.yml")
+        return runs[preset]
+
+    return run
 
 
 @pytest.fixture(scope="session")

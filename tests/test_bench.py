@@ -160,7 +160,7 @@ def test_step_budget_curve_checkpoint_and_config_overrides(sample_dataset, tmp_p
     assert config.optimizers["fields"]["scheduler"].max_steps == 5
     with pytest.raises(ValueError, match="has no field 'no_such_field'"):
         our_method_config("ssp-nerf", sample_dataset, sampler={"no_such_field": 1})
-    with pytest.raises(ValueError, match="unknown method 'nope'"):
+    with pytest.raises(ValueError, match="unknown talking-head method 'nope'; installed: aenerf, "):
         our_method_config("nope", sample_dataset)
 
 

@@ -1,6 +1,7 @@
-"""Data-parallel training on CPU processes (gloo) through `aenerf-train --machine.num-devices 2`: both NeRF methods
-train on two identities, each process reads only its own identity's training frames, the replicas end with identical
-weights, and the checkpoint loads (and renders) like any other run's."""
+"""Data-parallel training on CPU processes (gloo) through `aenerf-train --machine.num-devices 2`: every method that
+trains data-parallel (the registry's `trains_data_parallel`) trains on two identities, each process reads only its
+own identity's training frames, the replicas end with identical weights, and the checkpoint loads (and renders) like
+any other run's; the other methods are refused before any process starts."""
 
 from __future__ import annotations
 
@@ -12,9 +13,23 @@ from pathlib import Path
 
 import pytest
 
+from aenerf_ns.models.method_contract import talking_head_methods
+
 VENV_BIN = Path(sys.executable).parent
 READ_LOG_SITE = Path(__file__).resolve().parent / "read_log"
 SSP_SMALL = dict(num_coarse_samples=6, num_importance_samples=6, hidden_dim=32, num_layers=2, audio_code_dim=8)
+DATA_PARALLEL = [m.tiny for m in talking_head_methods() if m.trains_data_parallel]
+"""CPU presets of the methods that train data-parallel (every other one is refused: the last test)."""
+SINGLE_DEVICE = [m.tiny for m in talking_head_methods() if not m.trains_data_parallel]
+"""CPU presets of the methods whose model cannot be replicated (`supports_data_parallel = False`)."""
+
+
+def _small_sizes(preset: str, small_model: dict) -> dict:
+    """Model sizes that make a preset's 2-process run quick (a method not named here trains at its preset's)."""
+    return {
+        "aenerf-tiny": {k: v for k, v in small_model.items() if "hash" not in k},
+        "ssp-nerf-tiny": SSP_SMALL,
+    }.get(preset, {})
 
 
 @pytest.fixture(scope="module")
@@ -60,13 +75,12 @@ def _train_two_processes(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["aenerf-tiny", "ssp-nerf-tiny"])
+@pytest.mark.parametrize("method", DATA_PARALLEL)
 def test_two_cpu_processes_train_one_model_on_their_own_identities(method, two_people, small_model, tmp_path):
     from aenerf_ns.engine.distributed_launch import parameter_digest
     from aenerf_ns.inference.checkpoints import load_trained_pipeline
 
-    sizes = SSP_SMALL if method == "ssp-nerf-tiny" else {k: v for k, v in small_model.items() if "hash" not in k}
-    run, config = _train_two_processes(method, sizes, two_people, tmp_path)
+    run, config = _train_two_processes(method, _small_sizes(method, small_model), two_people, tmp_path)
     out = run.stdout + run.stderr
 
     # every process trained its own identity
@@ -133,8 +147,9 @@ def test_two_machines_train_one_model(two_people, small_model, tmp_path):
     assert not list((tmp_path / "machine1").glob("runs/**/*.ckpt")), "only global rank 0 writes checkpoints"
 
 
-def test_the_gaussian_method_is_refused_before_any_process_starts(two_people, tmp_path):
-    cmd = [str(VENV_BIN / "aenerf-train"), "aenerf-gs-tiny", "--data", str(two_people), "--output-dir", "runs"]
+@pytest.mark.parametrize("method", SINGLE_DEVICE)
+def test_a_method_that_trains_on_one_device_is_refused_before_any_process_starts(method, two_people, tmp_path):
+    cmd = [str(VENV_BIN / "aenerf-train"), method, "--data", str(two_people), "--output-dir", "runs"]
     cmd += ["--machine.device-type", "cpu", "--machine.num-devices", "2", "--vis", "tensorboard"]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert run.returncode == 2, run.stdout[-3000:] + run.stderr[-3000:]

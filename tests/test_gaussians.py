@@ -1,11 +1,9 @@
-"""aenerf-gs: seeding from the dataset, the audio/non-audio split, densification, checkpoints, and the method
-end to end through ns-train, aenerf-render and aenerf-eval."""
+"""aenerf-gs: seeding from the dataset, the audio/non-audio split, densification and checkpoints (training,
+rendering and evaluating like every method: test_method_contract)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,6 @@ from PIL import Image
 from aenerf_ns.data.dataset_format import DatasetFormatError
 from aenerf_ns.data.parsing_labels import AUDIO_REGION_LABELS, BACKGROUND, FACE_LOWER, FACE_UPPER, MOUTH_INTERIOR
 
-VENV_BIN = Path(sys.executable).parent
 GS_SMALL = dict(num_gaussians=800, audio_code_dim=8, audio_hidden_dim=32, torso_hidden_dim=16, torso_latent_dim=4)
 """aenerf-gs model settings small enough for a model test to run in a second on a CPU."""
 
@@ -166,17 +163,14 @@ def test_audio_blind_model_has_no_audio_deformation(sample_dataset):
     assert result["rgb"].shape == (48, 48, 3)
 
 
-def test_viewer_camera_without_audio_renders_every_output(sample_dataset):
+def test_seeded_gaussians_cover_the_person(sample_dataset):
+    """Before any training the Gaussians lifted from the frames draw the person (the viewer's first picture)."""
     model, outputs = _model(sample_dataset)
     camera = outputs.cameras[0:1]
     camera.metadata = None
     with torch.no_grad():
         result = model.get_outputs_for_camera(camera)
-    for key in ("rgb", "rgb_foreground", "depth", "accumulation", "parsing", "parsing_probs", "audio_region"):
-        assert result[key].shape[:2] == (48, 48), key
-        assert torch.isfinite(result[key]).all(), key
-    assert torch.allclose(result["parsing_probs"].sum(-1), torch.ones(48, 48), atol=1e-4)
-    assert result["accumulation"].max() > 0.5, "the seeded Gaussians cover the person"
+    assert result["accumulation"].max() > 0.5
 
 
 def test_a_crop_box_holding_no_gaussians_renders_the_background(sample_dataset):
@@ -267,7 +261,6 @@ def gs_run(sample_dataset, ns_train, tmp_path_factory) -> Path:
     """config.yml of an 8-step `ns-train aenerf-gs-tiny` run that densifies twice on the way."""
     root = tmp_path_factory.mktemp("gs_run")
     cmd = ns_train(sample_dataset, root / "runs", iterations=8, method="aenerf-gs-tiny")
-    cmd = [c for c in cmd if c not in ("--pipeline.datamanager.train-num-rays-per-batch", "64")]
     cmd += ["--pipeline.model.num-gaussians", "1500", "--pipeline.model.densification.refine-start", "2"]
     cmd += ["--pipeline.model.densification.refine-every", "3", "--pipeline.model.densification.grow-grad2d", "1e-6"]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=root)
@@ -277,40 +270,6 @@ def gs_run(sample_dataset, ns_train, tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_ns_train_then_render_with_new_audio_and_evaluate(gs_run, speech_wav, tmp_path):
+def test_training_grows_or_prunes_the_gaussians(gs_run):
     state = torch.load(next(gs_run.parent.glob("nerfstudio_models/step-*.ckpt")), weights_only=False)
     assert state["pipeline"]["_model.gauss_params.means"].shape[0] != 1500, "training grew or pruned Gaussians"
-
-    out = tmp_path / "talk.mp4"
-    cmd = [str(VENV_BIN / "aenerf-render"), "--load-config", str(gs_run), "--audio", str(speech_wav)]
-    cmd += ["--output-path", str(out), "--max-seconds", "20"]
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    from aenerf_ns.inference.video_io import probe_media
-
-    info = probe_media(out)
-    assert (info.video_codec, info.audio_codec) == ("h264", "aac")
-    assert info.num_frames == 13 * 25 and (info.width, info.height) == (48, 48)
-
-    cmd = [str(VENV_BIN / "aenerf-eval"), "--load-config", str(gs_run), "--output-dir", str(tmp_path / "eval")]
-    run = subprocess.run(cmd + ["--max-frames", "15"], capture_output=True, text=True, timeout=900, cwd=tmp_path)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    for key in ("psnr", "ssim", "lower_face_psnr", "parsing_accuracy"):
-        assert isinstance(report[key], float) and np.isfinite(report[key]), key
-
-
-def test_render_refuses_a_checkpoint_of_another_method(gs_run, tiny_run, speech_wav, tmp_path):
-    """A run folder whose checkpoint was written by another method (here: AE-NeRF's) is reported, not loaded."""
-    import shutil
-
-    from aenerf_ns.inference.checkpoints import CheckpointError, load_trained_pipeline
-
-    run = tmp_path / "run"
-    shutil.copytree(gs_run.parent, run)
-    for ckpt in (run / "nerfstudio_models").glob("*.ckpt"):
-        ckpt.unlink()
-    (aenerf_ckpt,) = tiny_run.parent.glob("nerfstudio_models/step-*.ckpt")
-    shutil.copy(aenerf_ckpt, run / "nerfstudio_models" / aenerf_ckpt.name)
-    with pytest.raises(CheckpointError, match="not written by aenerf-gs"):
-        load_trained_pipeline(run / "config.yml")

@@ -1,7 +1,8 @@
 """nerfstudio's own tools on runs of our methods: `ns-render`, `ns-eval`, `ns-viewer` (through `eval_setup`).
 
-The commands are README's (with the run's config.yml for its placeholder and size knobs appended). One 2-step
-training run per method is shared by the tests of this module. Renders are tiny (the sample's 48 px downscaled 4
+The commands are README's (with the run's config.yml for its placeholder and size knobs appended). The 2-step
+training run of each installed method's CPU preset is the session's (conftest's `method_run`, which
+test_method_contract shares). Renders are tiny (the sample's 48 px downscaled 4
 times, a handful of frames). `ns-render` writes video through an `ffmpeg` on PATH; the tests put the
 one bundled with imageio-ffmpeg there.
 """
@@ -21,7 +22,10 @@ import numpy as np
 import pytest
 import torch
 
-METHODS = ("aenerf-tiny", "ssp-nerf-tiny", "aenerf-gs-tiny")
+from aenerf_ns.models.method_contract import talking_head_methods
+
+PRESETS = [method.tiny for method in talking_head_methods()]
+"""Every installed talking-head method's CPU preset."""
 VENV_BIN = Path(sys.executable).parent
 
 pytestmark = pytest.mark.slow
@@ -37,17 +41,10 @@ def tool_env(tmp_path_factory) -> dict[str, str]:
     return {**os.environ, "PATH": os.pathsep.join([str(folder), str(VENV_BIN), os.environ["PATH"]])}
 
 
-@pytest.fixture(scope="module", params=METHODS)
-def method_run(request, sample_dataset, ns_train, tmp_path_factory) -> Path:
-    """config.yml of a 2-step run of each method on the sample dataset."""
-    root = tmp_path_factory.mktemp(request.param)
-    cmd = ns_train(
-        sample_dataset, root / "runs", iterations=2, small=request.param == "aenerf-tiny", method=request.param
-    )
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=root)
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
-    (config,) = root.glob(f"runs/*/{request.param}/*/config.yml")
-    return config
+@pytest.fixture(params=PRESETS)
+def run_config(request, method_run) -> Path:
+    """config.yml of the session's 2-step run of each method's CPU preset (conftest's `method_run`)."""
+    return method_run(request.param)
 
 
 def readme_command(program: str, config: Path, subcommand: str | None = None) -> list[str]:
@@ -87,64 +84,38 @@ def _two_keyframe_path(path: Path, dataset: Path) -> Path:
     return path
 
 
-def test_ns_render_writes_videos(method_run, sample_dataset, tool_env, tmp_path):
+def test_ns_render_writes_videos(run_config, sample_dataset, tool_env, tmp_path):
     """`ns-render interpolate` and `ns-render camera-path` on a tiny run of each method write playable videos."""
     tiny = ["--interpolation-steps", "1", "--frame-rate", "4", "--downscale-factor", "4"]
-    _run(readme_command("ns-render", method_run, "interpolate") + tiny, tool_env, tmp_path)
+    _run(readme_command("ns-render", run_config, "interpolate") + tiny, tool_env, tmp_path)
     frames = _video_frames(tmp_path / "renders" / "orbit.mp4")
     assert len(frames) >= 10 and frames[0].shape[:2] == (12, 12)
     assert np.ptp(np.stack(frames)) > 0, "the video is blank"
 
     _two_keyframe_path(tmp_path / "path.json", sample_dataset)
-    _run(readme_command("ns-render", method_run, "camera-path"), tool_env, tmp_path)
+    _run(readme_command("ns-render", run_config, "camera-path"), tool_env, tmp_path)
     frames = _video_frames(tmp_path / "renders" / "path.mp4")
     assert len(frames) == 2 and frames[0].shape[:2] == (12, 12)
 
 
-def test_ns_eval_writes_metrics(method_run, tool_env, tmp_path):
+def test_ns_eval_writes_metrics(run_config, tool_env, tmp_path):
     """`ns-eval` averages every metric, region metrics (mouth, torso) over the frames that show the region."""
-    _run(readme_command("ns-eval", method_run), tool_env, tmp_path)
+    _run(readme_command("ns-eval", run_config), tool_env, tmp_path)
     results = json.loads((tmp_path / "renders" / "eval.json").read_text())["results"]
     assert 0 < results["psnr"] < 100 and "psnr_std" in results
     assert "mouth_psnr" in results and np.isfinite(results["mouth_psnr"])
 
 
-def test_ns_export_writes_a_point_cloud(method_run, tool_env, tmp_path):
+def test_ns_export_writes_a_point_cloud(run_config, tool_env, tmp_path):
     """README's `ns-export pointcloud` on a NeRF run (aenerf-gs has no point-cloud export: not a NeRF)."""
-    if "/ssp-nerf-tiny/" not in method_run.as_posix():
+    if "/ssp-nerf-tiny/" not in run_config.as_posix():
         pytest.skip("one NeRF method is enough for ns-export's loading and sampling path")
     probe = subprocess.run([sys.executable, "-c", "import open3d"], capture_output=True, text=True)
     if probe.returncode != 0:
         pytest.skip(f"open3d does not import here: {probe.stderr.strip().splitlines()[-1]}")
-    _run(readme_command("ns-export", method_run) + ["--num-points", "200"], tool_env, tmp_path)
+    _run(readme_command("ns-export", run_config) + ["--num-points", "200"], tool_env, tmp_path)
     cloud = tmp_path / "renders" / "cloud" / "point_cloud.ply"
     assert cloud.is_file() and b"element vertex" in cloud.read_bytes()[:400]
-
-
-def test_cameras_without_audio_render_the_clip_average(method_run):
-    """nerfstudio's cameras carry no audio: outside the viewer every method renders the clip's mean audio."""
-    from nerfstudio.utils.eval_utils import eval_setup
-
-    _, pipeline, _, _ = eval_setup(method_run, test_mode="inference")
-    model = pipeline.model
-    camera = pipeline.datamanager.train_dataset.cameras[0:1].to(model.device)
-    camera.rescale_output_resolution(0.25)
-    camera.metadata = None
-
-    def render() -> torch.Tensor:
-        with torch.no_grad():
-            return model.get_outputs_for_camera(camera)["rgb"]
-
-    if hasattr(model, "audio_deformation"):  # as after training: a 2-step run's deformation is still almost zero
-        torch.nn.init.normal_(model.audio_deformation.net[-1].weight, std=0.5)
-    plain = render()
-    model._viewer_audio.drives_render = True  # as in the live viewer, where the controls choose the audio
-    model.viewer_audio_source.value = "clip average"
-    assert torch.allclose(render(), plain)
-    model.viewer_audio_source.value = "training audio"
-    table = model.audio_table
-    model.viewer_audio_frame.value = int(torch.cdist(table.mean(0, keepdim=True), table).argmax())
-    assert not torch.allclose(render(), plain), "the frame's audio must differ from the clip average"
 
 
 def _free_port() -> int:
@@ -153,12 +124,12 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_ns_viewer_serves_a_run(method_run, tool_env, tmp_path):
+def test_ns_viewer_serves_a_run(run_config, tool_env, tmp_path):
     """`ns-viewer --load-config` loads the run and serves it on 127.0.0.1."""
-    if "aenerf-gs" not in method_run.as_posix():
+    if "aenerf-gs" not in run_config.as_posix():
         pytest.skip("one method is enough for the viewer's loading path (the same eval_setup as ns-render)")
     port = _free_port()
-    argv = readme_command("ns-viewer", method_run) + ["--viewer.websocket-port", str(port)]
+    argv = readme_command("ns-viewer", run_config) + ["--viewer.websocket-port", str(port)]
     server = subprocess.Popen(argv, env=tool_env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline, serving = time.monotonic() + 240, False
@@ -173,15 +144,15 @@ def test_ns_viewer_serves_a_run(method_run, tool_env, tmp_path):
     assert "Done loading checkpoint" in output, output[-3000:]
 
 
-def test_a_run_saved_with_numpy_scalars_still_loads(method_run, tool_env, tmp_path):
+def test_a_run_saved_with_numpy_scalars_still_loads(run_config, tool_env, tmp_path):
     """A checkpoint as the trainer wrote it before it saved plain numbers (numpy scalars in the optimizer and
     scheduler states) loads in nerfstudio's `eval_setup` (ns-render & co.) and in our loader."""
-    if "/aenerf-tiny/" not in method_run.as_posix():
+    if "/aenerf-tiny/" not in run_config.as_posix():
         pytest.skip("the checkpoint layout is the same for every method")
     from aenerf_ns.inference.checkpoints import load_trained_pipeline
     from aenerf_ns.utils.safe_checkpoint import load_checkpoint
 
-    folder = method_run.parent / "nerfstudio_models"
+    folder = run_config.parent / "nerfstudio_models"
     (saved,) = sorted(folder.glob("step-*.ckpt"))
     bare_load = "import sys, torch; torch.load(sys.argv[1], map_location='cpu')"  # torch alone, no plugin imported
     subprocess.run([sys.executable, "-c", bare_load, str(saved)], check=True, capture_output=True)
@@ -201,9 +172,9 @@ def test_a_run_saved_with_numpy_scalars_still_loads(method_run, tool_env, tmp_pa
             "import sys; from pathlib import Path; from nerfstudio.utils.eval_utils import eval_setup; "
             "print(eval_setup(Path(sys.argv[1]), test_mode='inference')[2])"
         )
-        loaded = _run([sys.executable, "-c", nerfstudio_load, str(method_run)], tool_env, tmp_path)
+        loaded = _run([sys.executable, "-c", nerfstudio_load, str(run_config)], tool_env, tmp_path)
         assert loaded.stdout.strip().endswith(old_style.name), loaded.stdout[-2000:]
-        _, pipeline, path, step = load_trained_pipeline(method_run, test_mode="inference")
+        _, pipeline, path, step = load_trained_pipeline(run_config, test_mode="inference")
         assert path == old_style and step == 999 and not pipeline.training
     finally:
         old_style.unlink()

@@ -1,27 +1,34 @@
-"""Ray sampling: with proposal sampling both methods evaluate their fields once per ray, at the configured number
-of samples, train their proposal fields through the interlevel loss and render whole cameras; two-pass sampling
-(the default) keeps its coarse and fine passes."""
+"""Ray sampling: with proposal sampling every method that trains on rays (the registry's `trains_on_rays`)
+evaluates its fields once per ray, at the configured number of samples, trains its proposal fields through the
+interlevel loss and renders whole cameras; two-pass sampling (the default) keeps its coarse and fine passes."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
 import torch
 from nerfstudio.engine.callbacks import TrainingCallbackAttributes, TrainingCallbackLocation
 
+from aenerf_ns.models.method_contract import talking_head_method, talking_head_methods
+
 PROPOSAL_SAMPLES = 16
 FIELD_SAMPLES = 5
 SSP_SMALL = dict(num_coarse_samples=6, num_importance_samples=6, hidden_dim=32, num_layers=2, audio_code_dim=8)
 
 
+RAY_METHODS = [m.name for m in talking_head_methods() if m.trains_on_rays]
+"""The installed methods that train on rays (render through fields along them, with either ray sampling)."""
+CALLBACKS = {"aenerf": 2, "ssp-nerf": 3}
+"""Training callbacks with proposal sampling: annealing and step counter (+ SSP-NeRF's sampler's update)."""
+
+
 def _pipeline(method: str, data: Path, model: dict, ray_sampling: str):
     """A seeded CPU pipeline of `method`'s CPU preset with `model` settings and small proposal fields."""
-    if method == "aenerf":
-        from aenerf_ns.method_configs.aenerf_methods import aenerf_tiny_config as preset
-    else:
-        from aenerf_ns.method_configs.ssp_nerf_methods import ssp_nerf_tiny_config as preset
-    config = preset()
+    from nerfstudio.configs.method_configs import all_methods
+
+    config = copy.deepcopy(all_methods[talking_head_method(method).tiny])
     config.pipeline.datamanager.data = data
     config.pipeline.datamanager.train_num_rays_per_batch = 96
     for key, value in model.items():
@@ -38,6 +45,7 @@ def _pipeline(method: str, data: Path, model: dict, ray_sampling: str):
 
 
 def _model_settings(method: str, small_model: dict) -> dict:
+    """AE-NeRF's small sizes for aenerf, the ray-based models' common ones (`SSP_SMALL`) for every other method."""
     return small_model if method == "aenerf" else SSP_SMALL
 
 
@@ -73,13 +81,13 @@ def _count_points(fields: list[torch.nn.Module]) -> list[int]:
     return counts
 
 
-@pytest.mark.parametrize("method", ["aenerf", "ssp-nerf"])
+@pytest.mark.parametrize("method", RAY_METHODS)
 def test_proposal_sampling_trains_with_one_field_pass(sample_dataset, small_model, method):
     pipeline = _pipeline(method, sample_dataset, _model_settings(method, small_model), "proposal")
     model = pipeline.model
     attributes = TrainingCallbackAttributes(None, None, pipeline, None)
     callbacks = model.get_training_callbacks(attributes)
-    assert len(callbacks) == (2 if method == "aenerf" else 3)  # anneal, step counter (+ SSP-NeRF's sampler)
+    assert len(callbacks) == CALLBACKS.get(method, len(callbacks)) >= 2  # proposal annealing and step counter
     counts = _count_points(_fields(model))
     for step in range(2):
         for callback in callbacks:
@@ -105,7 +113,7 @@ def test_proposal_sampling_trains_with_one_field_pass(sample_dataset, small_mode
     assert model.proposal_sampling.sampler._anneal > 0  # annealing moved on from flat weights
 
 
-@pytest.mark.parametrize("method", ["aenerf", "ssp-nerf"])
+@pytest.mark.parametrize("method", RAY_METHODS)
 def test_proposal_sampling_renders_a_camera_with_the_configured_samples(sample_dataset, small_model, method):
     pipeline = _pipeline(method, sample_dataset, _model_settings(method, small_model), "proposal")
     model = pipeline.model.eval()

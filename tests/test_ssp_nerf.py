@@ -1,5 +1,5 @@
-"""SSP-NeRF: the semantic-aware sampler follows the loss, the torso deformation learns, and the method
-trains, renders and evaluates through the same commands as AE-NeRF."""
+"""SSP-NeRF: the semantic-aware sampler follows the loss, the torso deformation learns, and the method benchmark
+compares it with its ablations (training, rendering and evaluating like every method: test_method_contract)."""
 
 from __future__ import annotations
 
@@ -134,37 +134,6 @@ def test_model_feeds_its_per_class_loss_to_the_sampler(sample_dataset):
     callback.run_callback_at_location(0, callback.where_to_run[0])
     assert sampler.updates == 1 and not torch.allclose(sampler.class_loss, torch.ones(len(LABEL_NAMES)))
     assert "%" in pipeline.model.viewer_allocation.value
-
-
-@pytest.fixture(scope="module")
-def ssp_run(sample_dataset, tmp_path_factory, ns_train) -> Path:
-    root = tmp_path_factory.mktemp("ssp_run")
-    cmd = ns_train(sample_dataset, root / "runs", iterations=3, method="ssp-nerf-tiny")
-    for key, value in SSP_SMALL.items():
-        cmd += [f"--pipeline.model.{key.replace('_', '-')}", str(value)]
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=root)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    (config,) = root.glob("runs/*/ssp-nerf-tiny/*/config.yml")
-    return config
-
-
-@pytest.mark.slow
-def test_ssp_nerf_trains_renders_and_evaluates(ssp_run, speech_wav, tmp_path):
-    out = tmp_path / "talk.mp4"
-    cmd = [str(VENV_BIN / "aenerf-render"), "--load-config", str(ssp_run), "--audio", str(speech_wav)]
-    cmd += ["--output-path", str(out), "--downscale-factor", "4", "--max-seconds", "20"]
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    from aenerf_ns.inference.video_io import probe_media
-
-    info = probe_media(out)
-    assert info.num_frames == 13 * 25 and info.audio_codec == "aac"
-
-    cmd = [str(VENV_BIN / "aenerf-eval"), "--load-config", str(ssp_run), "--output-dir", str(tmp_path / "eval")]
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert isinstance(report["psnr"], float) and isinstance(report["lower_face_psnr"], float)
 
 
 @pytest.mark.slow

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from aenerf_ns.models.method_contract import talking_head_method
+
 
 @dataclass(frozen=True)
 class BenchMethod:
@@ -37,15 +39,9 @@ class BenchMethod:
     Gaussian splatting method runs its networks per Gaussian and spends its time rasterizing)."""
 
 
-OUR_PRESETS: dict[str, tuple[str, str]] = {
-    "aenerf": ("aenerf", "aenerf-tiny"),
-    "ssp-nerf": ("ssp-nerf", "ssp-nerf-tiny"),
-    "aenerf-gs": ("aenerf-gs", "aenerf-gs-tiny"),
-}
-"""Our methods -> their registered nerfstudio names (full size, CPU preset)."""
-
-
-OurMethod = Literal["aenerf", "ssp-nerf", "aenerf-gs"]
+OurMethod = str
+"""One of our talking-head methods by name (`aenerf`, `ssp-nerf`, `aenerf-gs`, ...): whichever are installed, read
+from the entry points (`models.method_contract.talking_head_methods`); `our_method_config` refuses other names."""
 
 
 def our_method_config(
@@ -64,9 +60,7 @@ def our_method_config(
     """
     from nerfstudio.configs.method_configs import all_methods
 
-    if method not in OUR_PRESETS:
-        raise ValueError(f"unknown method {method!r}; choose from {list(OUR_PRESETS)}")
-    name = OUR_PRESETS[method][1 if small else 0]
+    name = talking_head_method(method).preset(small)
     if name not in all_methods:
         raise RuntimeError(f"{name} is not registered with nerfstudio; is aenerf_ns installed (pip install -e .)?")
     config = copy.deepcopy(all_methods[name])

@@ -10,6 +10,9 @@ identities' data (audio-feature table, references, background plates), built ide
 same dataset and never trained; at base-model scale the audio table alone is gigabytes. The launcher checks at the
 end of training that every process holds the same parameters and buffers.
 
+A checkpoint written by another model (another method, or other model settings) is refused when loaded, where
+nerfstudio would load the parameters the two happen to share and leave the others as initialised.
+
 Models whose parameter set changes during training (Gaussian splatting densifies and prunes) cannot be kept in
 step by DistributedDataParallel; they say so with `supports_data_parallel = False` and are refused here.
 """
@@ -29,6 +32,33 @@ from torch.nn.parallel import DistributedDataParallel
 
 class DataParallelUnsupported(RuntimeError):
     """The method cannot train on several processes."""
+
+
+class ForeignCheckpointError(RuntimeError):
+    """A checkpoint whose model parameters are not this model's: another method (or other model settings) wrote it."""
+
+
+def model_state_names(state_dict) -> set[str]:
+    """The model's entries of a pipeline state dict, named as in the model (nerfstudio's `_model.` prefix and a
+    data-parallel wrapper's `module.` removed, as nerfstudio's loading does)."""
+    names = [key.removeprefix("_model.") for key in state_dict if key.startswith("_model.")]
+    if names and all(name.startswith("module.") for name in names):
+        names = [name.removeprefix("module.") for name in names]
+    return set(names)
+
+
+def refuse_foreign_checkpoint(model: Model, state_dict) -> None:
+    """Raise `ForeignCheckpointError` when a pipeline state dict lacks parameters of `model` or holds entries it has
+    no place for (nerfstudio would load the matching names and leave the rest as initialised)."""
+    saved = model_state_names(state_dict)
+    missing = sorted({name for name, _ in model.named_parameters()} - saved)
+    unexpected = sorted(saved - set(model.state_dict()))
+    if missing or unexpected:
+        raise ForeignCheckpointError(
+            f"it is not a checkpoint of {type(model).__name__} ({len(missing)} of its parameters missing, e.g. "
+            f"{missing[:3]}; {len(unexpected)} entries it has no place for, e.g. {unexpected[:3]}): another method "
+            "(or other model settings) wrote it; load it with the config.yml of the run that wrote it"
+        )
 
 
 def refuse_data_parallel(model_class: type, world_size: int) -> None:
@@ -89,6 +119,12 @@ class TalkingHeadPipeline(VanillaPipeline):
                 ),
             )
             dist.barrier()
+
+    def load_state_dict(self, state_dict, strict: bool | None = None):
+        """nerfstudio's loading, but a checkpoint of another model is refused (`refuse_foreign_checkpoint`) where
+        nerfstudio would fall back to loading the names the two share."""
+        refuse_foreign_checkpoint(self.model, state_dict)
+        return super().load_state_dict(state_dict, strict)
 
     @torch.no_grad()
     def get_average_image_metrics(

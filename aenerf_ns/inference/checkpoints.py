@@ -9,6 +9,7 @@ from typing import Literal
 import torch
 
 from aenerf_ns.inference.legacy_modules import carry_moved_settings, upgrade_python_tags
+from aenerf_ns.models.method_contract import registered_names
 from aenerf_ns.utils.safe_checkpoint import CheckpointRefusedError, load_checkpoint
 
 
@@ -35,7 +36,7 @@ def read_run_config(config_path: Path):
 
 
 def is_audio_driven(config) -> bool:
-    """Whether the run's model can be driven by a new audio track (AE-NeRF, SSP-NeRF, aenerf-gs)."""
+    """Whether the run's model can be driven by a new audio track (a talking-head method's, `method_contract`)."""
     model_class = getattr(config.pipeline.model, "_target", None)
     return callable(getattr(model_class, "set_audio_track", None))
 
@@ -91,7 +92,7 @@ def load_trained_pipeline(
     if require_audio_driven and not is_audio_driven(config):
         raise CheckpointError(
             f"{config_path} is a run of method {config.method_name!r}, which has no audio input: pass the "
-            "config.yml of an aenerf, ssp-nerf or aenerf-gs run (or of their -tiny presets)"
+            f"config.yml of a run of {', '.join(registered_names())} (or of their -tiny presets)"
         )
     ckpt_path, step = latest_checkpoint(checkpoint_dir(config_path, config), load_step)
     if data is not None:

@@ -33,6 +33,7 @@ from aenerf_ns.audio.mouth_shape_head import MouthShapeHead, standardised
 from aenerf_ns.data.parsing_labels import AUDIO_REGION_LABELS, LABEL_COLORS, LABEL_NAMES, TORSO
 from aenerf_ns.data.talking_head_dataset import grown_mouth
 from aenerf_ns.data.talking_head_metadata import talking_head_metadata
+from aenerf_ns.models.method_contract import FOREGROUND_OUTPUTS
 from aenerf_ns.utils.image_metrics import masked_psnr, psnr, ssim
 from aenerf_ns.viewer.viewer_audio import ViewerAudio
 from aenerf_ns.viewer.viewer_camera import FaceCamera
@@ -256,7 +257,11 @@ class AudioDrivenModel(Model):
 
     def finish_camera_outputs(self, outputs: dict[str, Tensor], camera: Cameras) -> dict[str, Tensor]:
         """A whole camera's foreground outputs composited over the identity's plate: `rgb` (composited),
-        `rgb_foreground`, and `parsing` coloured by class; training-only outputs removed."""
+        `rgb_foreground`, and `parsing` coloured by class (`method_contract.CAMERA_OUTPUTS`); training-only outputs
+        removed."""
+        missing = [key for key in FOREGROUND_OUTPUTS if key not in outputs]
+        if missing:
+            raise KeyError(f"{type(self).__name__} renders no {missing}: see method_contract.FOREGROUND_OUTPUTS")
         h, w = outputs["rgb"].shape[:2]
         identity = min(max(self.camera_identity(camera), 0), self.background_plates.shape[0] - 1)
         plate = self.plate_for(h, w, identity).to(outputs["rgb"].device)
