@@ -295,3 +295,22 @@ def test_mouth_opening_from_pictures():
     assert np.isnan(reference).all() and opening_agreement(rendered, reference)["frames"] == 0
     with pytest.raises(ValueError, match="renders but"):
         mouth_openings(truth[:3], truth)
+
+
+def test_roster_takes_in_every_installed_method(monkeypatch):
+    """A talking-head method registered through the entry points is benchmarked without a row of its own."""
+    from dataclasses import replace
+
+    from aenerf_ns.bench import bench_methods
+    from aenerf_ns.models.method_contract import talking_head_methods
+
+    installed = talking_head_methods()
+    assert {m.name for m in installed} <= {m.name for m in bench_methods.roster()}
+    newcomer = replace(installed[0], name="newcomer", tiny="newcomer-tiny")
+    monkeypatch.setattr(bench_methods, "talking_head_methods", lambda: (*installed, newcomer))
+    roster = bench_methods.roster()
+    assert roster[: len(bench_methods.METHODS)] == bench_methods.METHODS
+    assert roster[-1].name == "newcomer" and roster[-1].role == "ours"
+    assert bench_methods.bench_method("newcomer") is not None
+    with pytest.raises(KeyError, match="unknown method 'nope'"):
+        bench_methods.bench_method("nope")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from aenerf_ns.models.method_contract import talking_head_method
+from aenerf_ns.models.method_contract import talking_head_method, talking_head_methods
 
 
 @dataclass(frozen=True)
@@ -174,10 +174,30 @@ METHODS: tuple[BenchMethod, ...] = (
         ray_based=False,
     ),
 )
-"""Every method, in table order (a new method goes last: plots colour the n-th method with matplotlib's Cn)."""
+"""The listed methods, in table order (a new method goes last: plots colour the n-th method with matplotlib's Cn)."""
 
 BY_NAME: dict[str, BenchMethod] = {m.name: m for m in METHODS}
-"""Methods by name."""
+"""Listed methods by name."""
+
+
+def roster() -> tuple[BenchMethod, ...]:
+    """`METHODS`, then every other installed talking-head method (read from the entry points), so a newly
+    registered method is benchmarked with no entry here; a row in `METHODS` only gives it its own summary."""
+    extra = tuple(
+        BenchMethod(m.name, "ours", f"{m.name}: installed talking-head method", True, _ours(m.name), m.trains_on_rays)
+        for m in talking_head_methods()
+        if m.name not in BY_NAME
+    )
+    return METHODS + extra
+
+
+def bench_method(name: str) -> BenchMethod:
+    """The roster's method called `name` (KeyError naming the choices otherwise)."""
+    by_name = {m.name: m for m in roster()}
+    if name not in by_name:
+        raise KeyError(f"unknown method {name!r}; choose from {list(by_name)}")
+    return by_name[name]
+
 
 REFERENCE = "nerfacto"
 """Timings are also given as ratios to this method, measured in the same run."""

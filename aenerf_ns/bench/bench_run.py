@@ -176,14 +176,14 @@ def render_scaling(model, cameras: Cameras, settings: RunSettings, device: str) 
 def run_method(name: str, settings: RunSettings, out_dir: Path) -> dict:
     """Train and score one method; writes `result.json` (last), `strip.png` and `mouth_closeup.png` (truth above
     render at the widest openings) into `out_dir`."""
-    from aenerf_ns.bench.bench_methods import BY_NAME
+    from aenerf_ns.bench.bench_methods import bench_method
     from aenerf_ns.bench.network_evaluations import network_evaluations
     from aenerf_ns.bench.resource_meter import peak_resident_mb
     from aenerf_ns.evaluation.metric_reports import json_safe
     from aenerf_ns.utils.atomic_io import atomic_save_png, atomic_write_bytes
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    method = BY_NAME[name]
+    method = bench_method(name)
     heldout = HeldoutFrames.read(Path(settings.data), settings.train_fraction)
     config = method.build(Path(settings.data), settings.small, settings.train_fraction, settings.rays)
     trained = train(config, settings.training_run(name, heldout, device))

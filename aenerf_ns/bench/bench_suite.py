@@ -153,7 +153,7 @@ def run_bench(args: BenchArgs) -> dict:
     """Run (or reuse) every chosen method, print the tables, and write bench.json and the two pictures."""
     from rich.console import Console
 
-    from aenerf_ns.bench.bench_methods import BY_NAME, METHODS, REFERENCE
+    from aenerf_ns.bench.bench_methods import REFERENCE, roster
     from aenerf_ns.bench.bench_plots import plot_curves, write_grid
     from aenerf_ns.bench.bench_tables import (
         RESULT_COLUMNS,
@@ -167,10 +167,11 @@ def run_bench(args: BenchArgs) -> dict:
     from aenerf_ns.utils.atomic_io import atomic_write_bytes
 
     console = Console(width=None if sys.stdout.isatty() else 140)  # logs keep the table's rows whole
-    unknown = [m for m in args.methods if m not in BY_NAME]
+    methods = roster()
+    unknown = [name for name in args.methods if name not in {m.name for m in methods}]
     if unknown:
-        raise SystemExit(f"aenerf-bench: error: unknown method(s) {unknown}; choose from {list(BY_NAME)}")
-    names = [m.name for m in METHODS if not args.methods or m.name in args.methods]
+        raise SystemExit(f"aenerf-bench: error: unknown method(s) {unknown}; choose from {[m.name for m in methods]}")
+    names = [m.name for m in methods if not args.methods or m.name in args.methods]
     args.output.mkdir(parents=True, exist_ok=True)
     data = _dataset(args, console)
     settings = _settings(args, data)
@@ -195,7 +196,7 @@ def run_bench(args: BenchArgs) -> dict:
     if any(r.get("network_evaluations") for r in results.values()):
         console.print(evaluations_table(results))
 
-    roles = {m.name: m.role for m in METHODS}
+    roles = {m.name: m.role for m in methods}
     plot_curves(args.output / "psnr_curve.png", results, roles)
     write_grid(args.output / "heldout_grid.png", args.output, names)
     report = {"settings": asdict(settings), "reference": REFERENCE, "methods": results}
