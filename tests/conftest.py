@@ -82,6 +82,9 @@ SMALL_MODEL = dict(
 )
 """AE-NeRF model settings small enough for a model test to run in a second or two on a CPU."""
 
+SSP_SMALL = dict(num_coarse_samples=6, num_importance_samples=6, hidden_dim=32, num_layers=2, audio_code_dim=8)
+"""SSP-NeRF's (and any other ray-based model's) settings of the same size: the ray-sampling and field sizes."""
+
 
 @pytest.fixture
 def small_model() -> dict:
@@ -167,13 +170,9 @@ def method_run(sample_dataset, tmp_path_factory):
 @pytest.fixture(scope="session")
 def speech_wav(tmp_path_factory) -> Path:
     """13 s of synthetic speech (16 kHz mono wav) that no dataset was made from."""
-    from aenerf_ns.audio.audio_io import write_wav
-    from aenerf_ns.synthetic.synthetic_speech import synthesize_speech
+    from media_files import write_speech_wav
 
-    track = synthesize_speech(13.0, seed=1234)
-    path = tmp_path_factory.mktemp("speech") / "new_speech.wav"
-    write_wav(path, track.audio, track.sample_rate)
-    return path
+    return write_speech_wav(tmp_path_factory.mktemp("speech") / "new_speech.wav", 13.0, seed=1234)
 
 
 @pytest.fixture

@@ -29,17 +29,23 @@ def encode_mp4(
     return out
 
 
-def face_crop_clip(out: Path, seconds: float = 1.2, size: int = 48, seed: int = 0) -> Path:
-    """A 25 fps clip standing in for a pre-cropped face video (moving smooth noise, `size` px) with synthetic
-    speech as its sound track; any container ffmpeg knows from `out`'s suffix (.avi, .mp4)."""
+def write_speech_wav(path: Path, seconds: float, seed: int) -> Path:
+    """`seconds` of synthetic speech (16 kHz mono) written to `path` as a wav; returns `path`."""
     from aenerf_ns.audio.audio_io import write_wav
     from aenerf_ns.synthetic.synthetic_speech import synthesize_speech
 
+    track = synthesize_speech(seconds, seed=seed)
+    write_wav(path, track.audio, track.sample_rate)
+    return path
+
+
+def face_crop_clip(out: Path, seconds: float = 1.2, size: int = 48, seed: int = 0) -> Path:
+    """A 25 fps clip standing in for a pre-cropped face video (moving smooth noise, `size` px) with synthetic
+    speech as its sound track; any container ffmpeg knows from `out`'s suffix (.avi, .mp4)."""
     rng = np.random.default_rng(seed)
     n = int(round(seconds * 25))
     coarse = rng.integers(0, 256, (n, 6, 6, 3)).astype(np.uint8)
     frames = [cv2.resize(c, (size, size), interpolation=cv2.INTER_CUBIC) for c in coarse]
-    track = synthesize_speech(seconds + 0.2, seed=seed)  # a little longer, as recordings often are
-    wav = out.with_name(out.stem + "_speech.wav")
-    write_wav(wav, track.audio, track.sample_rate)
+    # the sound track a little longer than the frames, as recordings often are
+    wav = write_speech_wav(out.with_name(out.stem + "_speech.wav"), seconds + 0.2, seed)
     return encode_mp4(frames, 25.0, out, wav, shortest=False)

@@ -15,7 +15,7 @@ import yaml
 from aenerf_ns.audio import feature_registry
 from aenerf_ns.audio.audio_code import ConvAudioCode, ConvAudioCodeConfig
 from aenerf_ns.audio.audio_features import AudioFeatureConfig, compute_audio_features
-from aenerf_ns.audio.audio_io import AudioError, load_audio, write_wav
+from aenerf_ns.audio.audio_io import AudioError, load_audio
 from aenerf_ns.audio.audio_stream import StreamingFeatures
 from aenerf_ns.audio.feature_registry import (
     FeatureExtractor,
@@ -39,12 +39,9 @@ def registry(monkeypatch):
 
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory) -> Path:
-    from aenerf_ns.synthetic.synthetic_speech import synthesize_speech
+    from media_files import write_speech_wav
 
-    track = synthesize_speech(1.5, seed=3)
-    path = tmp_path_factory.mktemp("registry") / "speech.wav"
-    write_wav(path, track.audio, track.sample_rate)
-    return path
+    return write_speech_wav(tmp_path_factory.mktemp("registry") / "speech.wav", 1.5, seed=3)
 
 
 def _python_blocks(section: str) -> list[str]:

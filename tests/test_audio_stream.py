@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from aenerf_ns.audio.audio_features import AudioFeatureConfig, compute_audio_features
-from aenerf_ns.audio.audio_io import AudioError, load_audio, write_wav
+from aenerf_ns.audio.audio_io import AudioError, load_audio
 from aenerf_ns.audio.audio_sources import GrowingWav, LocalSocket, open_source
 from aenerf_ns.audio.audio_stream import StreamingFeatures
 from aenerf_ns.audio.live_audio import LiveAudio
@@ -18,12 +18,9 @@ from aenerf_ns.audio.log_mel import log_mel_frames
 
 @pytest.fixture(scope="module")
 def short_speech(tmp_path_factory):
-    from aenerf_ns.synthetic.synthetic_speech import synthesize_speech
+    from media_files import write_speech_wav
 
-    track = synthesize_speech(2.0, seed=7)
-    path = tmp_path_factory.mktemp("stream") / "speech.wav"
-    write_wav(path, track.audio, track.sample_rate)
-    return path
+    return write_speech_wav(tmp_path_factory.mktemp("stream") / "speech.wav", 2.0, seed=7)
 
 
 def _stream(features: StreamingFeatures, samples: np.ndarray, sizes) -> tuple[np.ndarray, list[int]]:

@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import SSP_SMALL
 
 from aenerf_ns.models.method_contract import talking_head_methods
 
 VENV_BIN = Path(sys.executable).parent
 READ_LOG_SITE = Path(__file__).resolve().parent / "read_log"
-SSP_SMALL = dict(num_coarse_samples=6, num_importance_samples=6, hidden_dim=32, num_layers=2, audio_code_dim=8)
 DATA_PARALLEL = [m.tiny for m in talking_head_methods() if m.trains_data_parallel]
 """CPU presets of the methods that train data-parallel (every other one is refused: the last test)."""
 SINGLE_DEVICE = [m.tiny for m in talking_head_methods() if not m.trains_data_parallel]

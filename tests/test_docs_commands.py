@@ -29,6 +29,7 @@ import pytest
 import tomllib
 import tyro
 import yaml
+from media_files import write_speech_wav
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -339,12 +340,9 @@ def test_readme_finetuning_recipe_runs(tmp_path):
 @pytest.mark.slow
 def test_readme_render_path_commands_run(tiny_run, tmp_path):
     """README's aenerf-render commands with ns-render's generated paths (interpolate, spiral) render for real."""
-    from aenerf_ns.audio.audio_io import write_wav
     from aenerf_ns.inference.video_io import probe_media
-    from aenerf_ns.synthetic.synthetic_speech import synthesize_speech
 
-    speech = synthesize_speech(1.0, seed=3)
-    write_wav(tmp_path / "speech.wav", speech.audio, speech.sample_rate)
+    write_speech_wav(tmp_path / "speech.wav", 1.0, seed=3)
     commands = [
         c for c in COMMANDS if c.file == "README.md" and c.program == "aenerf-render" and "--pose-source" in c.argv
     ]

@@ -48,13 +48,9 @@ def pipeline(method, sample_dataset):
 @pytest.fixture(scope="module")
 def short_speech(tmp_path_factory) -> Path:
     """A few seconds of synthetic speech no dataset was made from (16 kHz mono wav)."""
-    from aenerf_ns.audio.audio_io import write_wav
-    from aenerf_ns.synthetic.synthetic_speech import synthesize_speech
+    from media_files import write_speech_wav
 
-    track = synthesize_speech(SPEECH_SECONDS, seed=4321)
-    path = tmp_path_factory.mktemp("speech") / "speech.wav"
-    write_wav(path, track.audio, track.sample_rate)
-    return path
+    return write_speech_wav(tmp_path_factory.mktemp("speech") / "speech.wav", SPEECH_SECONDS, seed=4321)
 
 
 def _run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import SSP_SMALL
 from nerfstudio.engine.callbacks import TrainingCallbackAttributes, TrainingCallbackLocation
 
 from aenerf_ns.models.method_contract import talking_head_method, talking_head_methods
 
 PROPOSAL_SAMPLES = 16
 FIELD_SAMPLES = 5
-SSP_SMALL = dict(num_coarse_samples=6, num_importance_samples=6, hidden_dim=32, num_layers=2, audio_code_dim=8)
 
 
 RAY_METHODS = [m.name for m in talking_head_methods() if m.trains_on_rays]

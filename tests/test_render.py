@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from media_files import write_speech_wav
 from PIL import Image
 
 VENV_BIN = Path(sys.executable).parent
@@ -230,14 +231,10 @@ def test_render_along_a_viewer_camera_path(tiny_run, tmp_path):
     """--pose-source camera-path follows a nerfstudio camera-path JSON, looped to the audio's length."""
     import json
 
-    from aenerf_ns.audio.audio_io import write_wav
     from aenerf_ns.inference.video_io import probe_media
     from aenerf_ns.scripts.render import main
-    from aenerf_ns.synthetic.synthetic_speech import synthesize_speech
 
-    speech = synthesize_speech(1.0, seed=5)
-    audio = tmp_path / "one_second.wav"
-    write_wav(audio, speech.audio, speech.sample_rate)
+    audio = write_speech_wav(tmp_path / "one_second.wav", 1.0, seed=5)
     poses = []
     for angle in np.linspace(-0.3, 0.3, 4):
         c, s = np.cos(angle), np.sin(angle)
@@ -309,14 +306,10 @@ def test_interpolated_and_spiral_paths(sample_dataset):
 @pytest.mark.slow
 def test_render_interpolated_and_spiral_paths_with_sound(tiny_run, tmp_path):
     """--pose-source interpolate and spiral span the audio with one frame per audio frame, from moving viewpoints."""
-    from aenerf_ns.audio.audio_io import write_wav
     from aenerf_ns.inference.video_io import probe_media
     from aenerf_ns.scripts.render import main
-    from aenerf_ns.synthetic.synthetic_speech import synthesize_speech
 
-    speech = synthesize_speech(1.0, seed=7)
-    audio = tmp_path / "one_second.wav"
-    write_wav(audio, speech.audio, speech.sample_rate)
+    audio = write_speech_wav(tmp_path / "one_second.wav", 1.0, seed=7)
 
     def render(name, **kwargs):
         info = probe_media(main(_render_args(tiny_run, audio, tmp_path / f"{name}.mp4", keep_frames=True, **kwargs)))

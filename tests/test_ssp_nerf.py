@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import SSP_SMALL
 
 from aenerf_ns.data.parsing_labels import LABEL_NAMES, MOUTH_INTERIOR, TORSO
 from aenerf_ns.ssp_nerf.semantic_sampler import SemanticPixelSampler, SemanticPixelSamplerConfig, allocate
 
 VENV_BIN = Path(sys.executable).parent
-SSP_SMALL = dict(num_coarse_samples=6, num_importance_samples=6, hidden_dim=32, num_layers=2, audio_code_dim=8)
 
 
 def _labels() -> torch.Tensor:
