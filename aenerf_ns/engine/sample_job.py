@@ -126,17 +126,12 @@ def _print_summary(
     console: Console, args: SampleArgs, metrics: dict, step: int, config_path: Path, video: Path, log: Path
 ):
     """The metrics table and where every result lies."""
-    from rich.table import Table
-
-    from aenerf_ns.evaluation.metric_reports import format_metric
+    from aenerf_ns.evaluation.metric_reports import metrics_table
 
     eval_dir = args.output / "eval"
-    table = Table(title=f"aenerf-tiny on the synthetic sample, {step + 1} iterations, held-out frames")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for k, v in metrics.items():
-        table.add_row(k, format_metric(v))
-    console.print(table)
+    console.print(
+        metrics_table(f"aenerf-tiny on the synthetic sample, {step + 1} iterations, held-out frames", metrics)
+    )
     console.print(f"config:   {config_path}")
     console.print(f"metrics:  {eval_dir / 'metrics.json'}")
     console.print(f"images:   {eval_dir / 'heldout_strip.png'}, {eval_dir / 'mouth_opening.png'}")

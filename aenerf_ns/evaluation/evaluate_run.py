@@ -13,7 +13,7 @@ from pathlib import Path
 
 @dataclass
 class EvalArgs:
-    """Evaluate a trained aenerf / ssp-nerf run on its held-out frames, or driven by another audio file."""
+    """Evaluate a trained talking-head run on its held-out frames, or driven by another audio file."""
 
     load_config: Path
     """config.yml of the training run."""
@@ -39,11 +39,10 @@ class EvalArgs:
 def evaluate_run(args: EvalArgs) -> dict:
     """Load the run, score it (held-out frames, or driven by `args.audio`), print the figures; the metrics."""
     from rich.console import Console
-    from rich.table import Table
 
     from aenerf_ns.audio.audio_io import check_not_silent, load_audio
     from aenerf_ns.evaluation.evaluate import evaluate_cross_driven, evaluate_heldout
-    from aenerf_ns.evaluation.metric_reports import format_metric
+    from aenerf_ns.evaluation.metric_reports import metrics_table
     from aenerf_ns.inference.checkpoints import load_trained_pipeline
 
     console = Console()
@@ -83,12 +82,7 @@ def evaluate_run(args: EvalArgs) -> dict:
         pictures = ("render_strip.png", "mouth_opening.png")
 
     mode = "cross-driven" if args.audio is not None else "held-out frames"
-    table = Table(title=f"{config.method_name}, step {step}, {mode}")
-    table.add_column("metric")
-    table.add_column("value")
-    for key, value in metrics.items():
-        table.add_row(key, format_metric(value))
-    console.print(table)
+    console.print(metrics_table(f"{config.method_name}, step {step}, {mode}", metrics))
     console.print(f"metrics: {output_dir / 'metrics.json'}")
     for name in pictures:
         console.print(f"picture: {output_dir / name}")

@@ -27,6 +27,18 @@ def format_metric(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def metrics_table(title: str, metrics: dict):
+    """A rich table of `metrics`, one row per figure (`format_metric`), as aenerf-eval and aenerf-sample print it."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        table.add_row(key, format_metric(value))
+    return table
+
+
 def write_report(output_dir: Path, result: dict) -> None:
     """metrics.json (non-finite numbers become null)."""
     atomic_write_bytes(Path(output_dir) / "metrics.json", json.dumps(json_safe(result), indent=2).encode())

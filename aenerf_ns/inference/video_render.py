@@ -19,7 +19,7 @@ from typing import Literal
 
 @dataclass
 class RenderArgs:
-    """Render a trained aenerf / ssp-nerf run speaking new audio, as an mp4 with sound."""
+    """Render a trained talking-head run speaking new audio, as an mp4 with sound."""
 
     load_config: Path
     """config.yml of the training run."""
