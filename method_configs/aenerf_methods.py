@@ -14,10 +14,7 @@ from aenerf_ns.aenerf.aenerf_model import AENeRFModelConfig
 from aenerf_ns.aenerf.model_presets import fast_engine
 from aenerf_ns.aenerf.region_sampler import RegionPixelSamplerConfig
 from aenerf_ns.data.talking_head_datamanager import TalkingHeadDataManagerConfig
-from aenerf_ns.method_configs.common import TINY_FIELDS, talking_head_trainer, tiny_trainer
-
-MOUTH_SUPERVISION = dict(mouth_target_loss_mult=0.05)
-"""The presets' audio code learns to predict each frame's mouth opening (docs/aenerf.md, *The mouth*)."""
+from aenerf_ns.method_configs.common import MOUTH_SUPERVISION, TINY_FIELDS, talking_head_trainer, tiny_trainer
 
 
 def mouth_focused_sampler() -> RegionPixelSamplerConfig:

@@ -25,6 +25,10 @@ DEVICE_TYPE = "cuda" if torch.cuda.is_available() else "cpu"
 VIEWER_HOST = "127.0.0.1"
 """The viewer serves this machine only; `--viewer.websocket-host 0.0.0.0` opts in to all interfaces."""
 
+MOUTH_SUPERVISION = dict(mouth_target_loss_mult=0.05)
+"""The aenerf and aenerf-gs presets' audio code learns to predict each frame's mouth opening (docs/aenerf.md and
+docs/gaussians.md, *The mouth*)."""
+
 
 def optimizers(max_steps: int, lr: float = 5e-4) -> dict:
     """Adam at 5e-4 with exponential decay to a tenth, as in the paper."""

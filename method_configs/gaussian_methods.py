@@ -14,7 +14,7 @@ from nerfstudio.plugins.types import MethodSpecification
 from aenerf_ns.data.talking_head_image_datamanager import TalkingHeadImageDataManagerConfig
 from aenerf_ns.gaussians.densification import DensificationConfig
 from aenerf_ns.gaussians.gaussian_model import GaussianTalkingHeadModelConfig
-from aenerf_ns.method_configs.common import talking_head_trainer
+from aenerf_ns.method_configs.common import MOUTH_SUPERVISION, talking_head_trainer
 
 LEARNING_RATES = {
     "means": (1.6e-4, 1.6e-6),
@@ -44,7 +44,7 @@ def aenerf_gs_config() -> TrainerConfig:
     """Full size (GPU): 30k steps on whole frames, gsplat's CUDA rasterizer."""
     max_steps = 30000
     datamanager = TalkingHeadImageDataManagerConfig()
-    config = talking_head_trainer("aenerf-gs", datamanager, GaussianTalkingHeadModelConfig())
+    config = talking_head_trainer("aenerf-gs", datamanager, GaussianTalkingHeadModelConfig(**MOUTH_SUPERVISION))
     config.max_num_iterations = max_steps
     config.optimizers = gaussian_optimizers(max_steps)
     config.viewer.num_rays_per_chunk = 1 << 15
@@ -72,6 +72,7 @@ def aenerf_gs_tiny_config() -> TrainerConfig:
         densification=DensificationConfig(
             refine_start=200, refine_every=100, refine_stop=1000, grow_grad2d=0.0004, reset_every=10**6
         ),
+        **MOUTH_SUPERVISION,
     )
     config.optimizers = gaussian_optimizers(max_steps, scale=2.0)
     return config

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from aenerf_ns.field_components.triplane_encoding import TriplaneEncoding
-from aenerf_ns.fields.audio_field import AudioConditionedField
+from aenerf_ns.fields.audio_field import AudioConditionedField, attend_audio
 from aenerf_ns.fields.grid_density_field import GridDensityField
 
 AABB = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
@@ -45,11 +45,14 @@ def test_grid_density_field_is_zero_outside_and_learns():
     assert all(g.grad is not None and g.grad.abs().sum() > 0 for g in field.grids)
 
 
+@pytest.mark.parametrize("attention", [False, True], ids=["concat", "audio-attention"])
 @pytest.mark.parametrize("encoding", ["positional", "triplane"])
-def test_per_ray_inputs_equal_repeated_per_sample_inputs(encoding):
+def test_per_ray_inputs_equal_repeated_per_sample_inputs(encoding, attention):
     torch.manual_seed(0)
     field = AudioConditionedField(AABB, 4, audio_code_dim=6, condition_dim=5, hidden_dim=16, num_layers=2,
-                                  encoding=encoding, triplane_resolutions=(8,))  # fmt: skip
+                                  encoding=encoding, triplane_resolutions=(8,), audio_attention=attention)  # fmt: skip
+    if attention:
+        torch.nn.init.normal_(field.audio_attention.weight)  # as after training
     pos = torch.rand(7, 3, 3) * 1.6 - 0.8
     dirs = torch.nn.functional.normalize(torch.randn(7, 3), dim=-1)
     audio, cond = torch.randn(7, 6), torch.randn(7, 5)
@@ -59,6 +62,43 @@ def test_per_ray_inputs_equal_repeated_per_sample_inputs(encoding):
     for key in ("density", "rgb", "semantics"):
         assert per_ray[key].shape == per_sample[key].shape
         assert torch.allclose(per_ray[key], per_sample[key], atol=1e-5), key
+
+
+def test_audio_attention_starts_as_plain_conditioning_then_weighs_the_code_per_point():
+    """Zero-initialised, the attention leaves the field's outputs as without it; trained, it scales each point's audio
+    code by its own weights (so audio can move one place of the face and not another), and it learns from the loss."""
+    torch.manual_seed(0)
+    plain = AudioConditionedField(AABB, 4, audio_code_dim=6, hidden_dim=16, num_layers=2, encoding="triplane",
+                                  triplane_resolutions=(8,))  # fmt: skip
+    torch.manual_seed(0)
+    attended = AudioConditionedField(AABB, 4, audio_code_dim=6, hidden_dim=16, num_layers=2, encoding="triplane",
+                                     triplane_resolutions=(8,), audio_attention=True)  # fmt: skip
+    assert plain.audio_attention is None and attended.audio_attention is not None
+    pos = torch.rand(5, 4, 3) * 1.6 - 0.8
+    dirs = torch.nn.functional.normalize(torch.randn(5, 3), dim=-1)
+    audio = torch.randn(5, 6)
+    a, b = plain(pos, dirs, audio), attended(pos, dirs, audio)
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    b["density"].sum().backward()
+    assert attended.audio_attention.weight.grad.abs().sum() > 0
+
+    weights = torch.zeros(6, attended.position_encoding.get_out_dim())
+    code = torch.ones(2, 6)
+    enc = torch.zeros(2, weights.shape[1])
+    enc[1, 0] = 10.0  # the second point's encoding switches the first channel's weight to ~2 (the first's stays 1)
+    weights[0, 0] = 1.0
+    linear = torch.nn.Linear(weights.shape[1], 6)
+    with torch.no_grad():
+        linear.weight.copy_(weights)
+        linear.bias.zero_()
+    scaled = attend_audio(code, enc, linear)
+    assert (
+        torch.allclose(scaled[0], torch.ones(6))
+        and scaled[1, 0] > 1.99
+        and torch.allclose(scaled[1, 1:], torch.ones(5))
+    )
+    per_ray = attend_audio(code, torch.zeros(2, 3, weights.shape[1]), linear)  # a ray's code over its 3 samples
+    assert per_ray.shape == (2, 3, 6)
 
 
 def test_surface_reference_points_need_proposal_sampling(sample_dataset, small_model):

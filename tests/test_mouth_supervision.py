@@ -112,3 +112,23 @@ def test_dataset_mouth_area_is_the_open_mouth_and_its_lips(sample_dataset):
         assert area[interior].all() and area.sum() > interior.sum()  # the lips around it too
         assert not (area & ~a["audio_region"][..., 0]).any()
     assert all(not a["mouth_area"].any() for a in shut_frames)
+
+
+@pytest.mark.parametrize("preset", ["aenerf-tiny", "aenerf-gs-tiny"])
+def test_presets_train_the_audio_code_from_the_mouth_target(preset, sample_dataset):
+    """The aenerf and aenerf-gs presets, as registered, turn the mouth target on: a training step's mouth loss
+    reaches the audio code network through the method's own forward pass (rays or whole frames)."""
+    import copy
+
+    from nerfstudio.configs.method_configs import all_methods
+
+    config = copy.deepcopy(all_methods[preset])
+    config.pipeline.datamanager.data = sample_dataset
+    if hasattr(config.pipeline.datamanager, "train_num_rays_per_batch"):
+        config.pipeline.datamanager.train_num_rays_per_batch = 64
+    torch.manual_seed(0)
+    pipeline = config.pipeline.setup(device="cpu", test_mode="val")
+    _, losses, _ = pipeline.get_train_loss_dict(0)
+    assert "mouth_target_loss" in losses and torch.isfinite(losses["mouth_target_loss"])
+    losses["mouth_target_loss"].backward()
+    assert pipeline.model.audio_encoder.head.weight.grad.abs().sum() > 0

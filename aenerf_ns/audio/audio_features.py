@@ -139,7 +139,7 @@ def compute_audio_features(
             f"audio feature extractor {extractor.name!r} returned frames of shape {frames.shape}; "
             "a loader must return (time, dim) with at least one frame"
         )
-    if config.normalize:
+    if config.normalize and extractor.standardise:
         frames = (frames - frames.mean(0, keepdims=True)) / (frames.std(0, keepdims=True) + 1e-5)
     feats = frame_windows(frames, extractor.rate, fps, num_frames, extractor.window_frames(config.window_seconds))
     feats = feats.astype(np.float32)

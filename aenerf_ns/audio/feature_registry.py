@@ -52,6 +52,9 @@ class FeatureExtractor:
     """Hugging Face id of the weights used when the config names none (extractors with weights; cache key)."""
     description: str = ""
     """One line for error messages and docs."""
+    standardise: bool = True
+    """Whether `AudioFeatureConfig.normalize` standardises its channels over each clip; False for features that are
+    already comparable between clips (e.g. one-hot phones, where a phone a clip lacks would become noise)."""
 
     def window_frames(self, window_seconds: float) -> int:
         """Encoder frames in a window of `window_seconds` (at least one)."""
@@ -61,6 +64,7 @@ class FeatureExtractor:
 EXTRACTOR_MODULES = (
     "aenerf_ns.audio.log_mel",
     "aenerf_ns.audio.speech_models",
+    "aenerf_ns.audio.phonetic",
 )
 """Modules that register this package's extractors, imported at the first lookup (a new extractor: one more line)."""
 
@@ -87,15 +91,16 @@ def register_extractor(extractor: FeatureExtractor) -> FeatureExtractor:
 
 
 def extractor_names() -> list[str]:
-    """Names of every registered extractor."""
+    """Names of every registered extractor: this package's in `EXTRACTOR_MODULES` order (whichever module was
+    imported first), then any others in registration order."""
     _import_extractor_modules()
-    return list(EXTRACTORS)
+    order = {module: i for i, module in enumerate(EXTRACTOR_MODULES)}
+    return sorted(EXTRACTORS, key=lambda name: order.get(EXTRACTORS[name].frames.__module__, len(order)))
 
 
 def streaming_names() -> list[str]:
     """Names of the extractors that can stream (live viewer audio)."""
-    _import_extractor_modules()
-    return [name for name, extractor in EXTRACTORS.items() if extractor.stream is not None]
+    return [name for name in extractor_names() if EXTRACTORS[name].stream is not None]
 
 
 def get_extractor(name: str) -> FeatureExtractor:

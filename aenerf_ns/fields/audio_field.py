@@ -64,6 +64,7 @@ class AudioConditionedField(nn.Module):
         hash_max_resolution: int = 1024,
         triplane_resolutions: tuple[int, ...] = (64, 128, 256),
         triplane_features: int = 4,
+        audio_attention: bool = False,
     ) -> None:
         super().__init__()
         self.register_buffer("aabb", aabb.clone().float())
@@ -97,6 +98,12 @@ class AudioConditionedField(nn.Module):
         dir_dim = self.direction_encoding.get_out_dim()
         self.color_head = mlp(geo_feat_dim + dir_dim + audio_code_dim, hidden_dim // 2, 1, 3)
         self.semantic_head = mlp(geo_feat_dim, hidden_dim // 2, 1, num_semantic_classes)
+        self.audio_attention = None
+        if audio_attention and audio_code_dim > 0:
+            # per-point weights on each audio-code channel; zero-initialised, so they start at 1 (plain conditioning)
+            self.audio_attention = nn.Linear(pos_dim, audio_code_dim)
+            nn.init.zeros_(self.audio_attention.weight)
+            nn.init.zeros_(self.audio_attention.bias)
 
     def encode_position(self, positions: Float[Tensor, "*batch 3"]) -> tuple[Tensor, Tensor]:
         """Encoded positions and the inside-the-box mask."""
@@ -127,6 +134,8 @@ class AudioConditionedField(nn.Module):
             raise ValueError("this field is audio-independent: it must not receive audio")
         if self.condition_dim > 0 and condition is None:
             raise ValueError("this field is conditioned on reference features: pass them")
+        if self.audio_attention is not None:
+            audio_code = attend_audio(audio_code, pos, self.audio_attention)
         extra = [audio_code] if self.audio_code_dim > 0 else []
         extra += [condition] if self.condition_dim > 0 else []
         h = _split_mlp(self.base, pos, extra)
@@ -135,6 +144,22 @@ class AudioConditionedField(nn.Module):
         d = self.direction_encoding(directions)  # the torch SH encoding takes unit vectors
         rgb = torch.sigmoid(_split_mlp(self.color_head, geo, [d] + ([audio_code] if self.audio_code_dim > 0 else [])))
         return {"density": density, "rgb": rgb, "semantics": self.semantic_head(geo)}
+
+
+def attend_audio(
+    audio_code: Float[Tensor, "*batch code"] | Float[Tensor, "*rays code"],
+    pos: Float[Tensor, "*batch enc"],
+    attention: nn.Linear,
+) -> Float[Tensor, "*batch code"]:
+    """The audio code weighted per point and channel by `2 sigmoid(attention(pos))` (1 at initialisation).
+
+    Concatenated to the position, the code can only shape the first layer's output uniformly in space; a product
+    lets one linear layer make the mouth follow the audio and the cheeks not (the region attention of ER-NeRF).
+    A per-ray code is spread over the ray's samples."""
+    weights = 2.0 * torch.sigmoid(attention(pos))
+    if audio_code.dim() != pos.dim():
+        audio_code = audio_code.unsqueeze(-2)
+    return audio_code * weights
 
 
 def _split_mlp(net: nn.Sequential, first: Tensor, rest: list[Tensor]) -> Tensor:

@@ -83,6 +83,9 @@ class TalkingHeadModelConfig(AudioDrivenModelConfig):
     """Resolution of each tri-plane level (tri-plane only)."""
     triplane_features: int = 4
     """Features per plane and level (tri-plane only)."""
+    audio_attention: bool = False
+    """Scale the audio code, per point, by weights read from the point's position encoding before the audio field
+    sees it, so where audio acts is learned as a product instead of through the MLP (`audio_field`)."""
     enable_collider: bool = True
     """Clip rays to [near_plane, far_plane]."""
 
@@ -126,6 +129,7 @@ class TalkingHeadModel(AudioDrivenModel):
             hash_max_resolution=cfg.hash_max_resolution,
             triplane_resolutions=cfg.triplane_resolutions,
             triplane_features=cfg.triplane_features,
+            audio_attention=cfg.audio_attention,
         )
 
     def get_param_groups(self) -> dict[str, list[nn.Parameter]]:
