@@ -19,24 +19,27 @@ OTHER_VERSIONS = {"fpsample"}
 """Packages whose carried version differs from the development install on purpose (no cp312 wheel of it)."""
 
 
-def _pins() -> dict[str, str]:
+def _pins(path: Path = REQUIREMENTS) -> dict[str, str]:
     pins = {}
-    for line in REQUIREMENTS.read_text().splitlines():
+    for line in path.read_text().splitlines():
         line = line.split("#")[0].strip()
         if line:
             name, _, pinned = line.partition("==")
-            assert pinned, f"{line!r} in {REQUIREMENTS.name} is not pinned"
+            assert pinned, f"{line!r} in {path.name} is not pinned"
             pins[name] = pinned
     return pins
 
 
 def test_carried_wheels_match_the_tested_versions():
-    """The GPU machine gets the versions the test suite runs with, so a dependency upgrade cannot drift apart."""
+    """The GPU machine gets the versions the test suite runs with, so a dependency upgrade cannot drift apart:
+    constraints.txt pins the development install to the carried versions, and this Python holds them."""
     pins = _pins()
+    constraints = _pins(ROOT / "constraints.txt")
     assert {"nerfstudio", "tyro", "viser", "librosa", "nerfacc", "gsplat"} <= set(pins)
     for name, pinned in pins.items():
         if name in OTHER_VERSIONS:
             continue
+        assert constraints.get(name) == pinned, f"{name}: carried {pinned}, constraints.txt {constraints.get(name)}"
         try:
             installed = version(name)
         except PackageNotFoundError:
