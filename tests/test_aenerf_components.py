@@ -565,3 +565,42 @@ def test_blend_dual_samples_overlap_with_empty_masks_stays_finite():
     assert all(torch.isfinite(v).all() for v in out.values())
     assert ((out["rgb"] >= 0.2 - 1e-6) & (out["rgb"] <= 0.6 + 1e-6)).all()  # still a mix of the two colours
     torch.testing.assert_close(out["density"], torch.full((1, 2, 1), 2.0))
+
+
+def test_density_mask_blend_takes_colour_from_the_field_that_holds_matter():
+    # one overlap ray, two samples: the first lies on the audio field's surface (the other field is empty
+    # there), the second in empty space for both; both masks claim both samples equally
+    groups = torch.tensor([OVERLAP])
+    aa = {"density": torch.tensor([[[50.0], [0.0]]]), "rgb": torch.full((1, 2, 3), 0.8), "probs": torch.ones(1, 2, 2)}
+    ai = {"density": torch.zeros(1, 2, 1), "rgb": torch.full((1, 2, 3), 0.1), "probs": torch.ones(1, 2, 2)}
+    half = torch.full((1, 2, 1), 0.5)
+    by_mask = blend_dual_samples(aa, ai, half, half, groups)
+    by_density = blend_dual_samples(aa, ai, half, half, groups, weighting="density-mask")
+    torch.testing.assert_close(by_mask["rgb"][0, 0], torch.full((3,), 0.45))  # the empty field's colour leaks in
+    assert (by_density["rgb"][0, 0] - 0.8).abs().max() < 1e-3  # the surface keeps its own field's colour
+    torch.testing.assert_close(by_density["rgb"][0, 1], torch.full((3,), 0.45))  # empty space: the masks decide
+    torch.testing.assert_close(by_density["density"], by_mask["density"])  # densities still add
+    # a field's mask still scales its share where both hold matter
+    both = {**ai, "density": torch.tensor([[[50.0], [0.0]]])}
+    skewed = blend_dual_samples(
+        aa, both, torch.full((1, 2, 1), 0.75), torch.full((1, 2, 1), 0.25), groups, weighting="density-mask"
+    )
+    torch.testing.assert_close(skewed["rgb"][0, 0], torch.full((3,), 0.75 * 0.8 + 0.25 * 0.1))
+
+
+def test_masked_fields_blend_keeps_each_fields_matter_inside_its_region():
+    # one overlap ray: the audio field has a surface at the first sample, but its mask says that point
+    # belongs to the other region; the other field's surface is at the second sample
+    groups = torch.tensor([OVERLAP])
+    aa = {"density": torch.tensor([[[40.0], [0.0]]]), "rgb": torch.full((1, 2, 3), 0.9), "probs": torch.ones(1, 2, 2)}
+    ai = {"density": torch.tensor([[[0.0], [40.0]]]), "rgb": torch.full((1, 2, 3), 0.2), "probs": torch.ones(1, 2, 2)}
+    mask_aa = torch.tensor([[[0.1], [0.1]]])
+    mask_ai = torch.tensor([[[0.3], [0.3]]])
+    paper = blend_dual_samples(aa, ai, mask_aa, mask_ai, groups)
+    masked = blend_dual_samples(aa, ai, mask_aa, mask_ai, groups, weighting="masked-fields")
+    torch.testing.assert_close(paper["density"][0, :, 0], torch.tensor([40.0, 40.0]))  # the stray surface occludes
+    torch.testing.assert_close(masked["density"][0, :, 0], torch.tensor([10.0, 30.0]))  # scaled by the shares 1/4, 3/4
+    assert (masked["rgb"][0, 1] - 0.2).abs().max() < 1e-3  # the other field's surface keeps its colour
+    assert (masked["rgb"][0, 0] - 0.9).abs().max() < 1e-3  # what remains of the stray matter keeps its own
+    for out in (paper, masked):
+        assert all(torch.isfinite(v).all() for v in out.values())

@@ -18,6 +18,8 @@ ABLATIONS = {
     "without_aaa_and_audio": {"use_aaa": False, "use_audio": False},
     "without_references": {"use_references": False},
     "hashgrid": {"position_encoding": "hashgrid"},
+    "density_mask_blend": {"sample_blend": "density-mask"},
+    "masked_fields_blend": {"sample_blend": "masked-fields"},
 }
 
 
@@ -44,6 +46,22 @@ def test_every_variant_trains_a_step(sample_dataset, make_pipeline, name):
         assert any(n.startswith("audio_encoder.") for n in grads)
     # the sampler's groups reach the model: about 40% of each region's rays are overlap
     assert 0.25 < float(metrics["rays_overlap_fraction"]) < 0.55
+
+
+def test_sample_blend_setting_reaches_the_overlap_rays(sample_dataset, make_pipeline):
+    pipeline = make_pipeline(sample_dataset)
+    model = pipeline.model.eval()
+    ray_bundle, _ = pipeline.datamanager.next_train(0)
+    rendered = {}
+    for blend in ("mask", "density-mask", "masked-fields"):
+        model.config.sample_blend = blend
+        with torch.no_grad():
+            rendered[blend] = model(ray_bundle)
+    for blend in ("density-mask", "masked-fields"):  # every ray is an overlap ray at inference
+        assert (rendered[blend]["rgb"] - rendered["mask"]["rgb"]).abs().max() > 1e-4, blend
+    # only "masked-fields" changes the geometry: the others add both fields' densities alike
+    torch.testing.assert_close(rendered["density-mask"]["accumulation"], rendered["mask"]["accumulation"])
+    assert (rendered["masked-fields"]["accumulation"] - rendered["mask"]["accumulation"]).abs().max() > 1e-4
 
 
 def test_audio_aaa_needs_audio(sample_dataset, make_pipeline):

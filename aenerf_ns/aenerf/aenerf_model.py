@@ -96,6 +96,10 @@ class AENeRFModelConfig(TalkingHeadModelConfig):
     fields on every ray."""
     mask_loss_mult: float = 1e-3
     """Weight of the region-mask loss (rendered mask vs the region's ground truth)."""
+    sample_blend: Literal["mask", "density-mask", "masked-fields"] = "mask"
+    """How overlap rays mix the two fields per sample: densities add and colours mix by the masks (the paper's
+    Eq. 7); colours by mask times each field's own density ("density-mask"); or densities too by the masks, so
+    each field's matter exists only in its own region ("masked-fields", `mask_blend.py`)."""
     offset_loss_mult: float = 5e-8
     """Weight of the warper's offset-length loss."""
     load_base: Path | None = None
@@ -322,7 +326,7 @@ class AENeRFModel(TalkingHeadModel):
             groups = self._skip_audio_field(ray_samples, ai, mask_ai, groups)
         aa = self._run_field(self.field_aa, groups != OTHER_ONLY, positions, directions, codes, cond)
         mask_aa = aa["probs"][..., self.region_ids - 1].sum(-1, keepdim=True)
-        return blend_dual_samples(aa, ai, mask_aa, mask_ai, groups)
+        return blend_dual_samples(aa, ai, mask_aa, mask_ai, groups, self.config.sample_blend)
 
     def _skip_audio_field(
         self, ray_samples: RaySamples, ai: dict[str, Tensor], mask_ai: Float[Tensor, "R S 1"], groups: Tensor
