@@ -22,7 +22,8 @@ from torch import Tensor
 from aenerf_ns.aenerf.ray_groups import AUDIO_ONLY, OTHER_ONLY
 
 DENSITY_FLOOR = 1e-2
-"""Added to each field's density in the "density-mask" weights, so samples where both are empty mix by the masks."""
+"""Added to each field's density in the "density-mask" and "masked-fields" colour weights, so samples where both
+fields are empty mix by the masks."""
 
 
 def blend_dual_samples(
@@ -37,6 +38,8 @@ def blend_dual_samples(
 
     Values of a field for rays it did not render may hold anything (zeros); they get zero weight.
     """
+    if weighting not in ("mask", "density-mask", "masked-fields"):
+        raise ValueError(f"unknown weighting {weighting!r}: use 'mask', 'density-mask' or 'masked-fields'")
     only_aa = (groups == AUDIO_ONLY)[:, None, None]
     only_ai = (groups == OTHER_ONLY)[:, None, None]
     share_aa, share_ai = mask_aa, mask_ai
