@@ -180,3 +180,31 @@ def test_method_presets_parse_their_sampler_and_model_options():
     ssp = tyro.cli(AnnotatedBaseConfigUnion, args=["ssp-nerf-tiny", *semantic_aware])
     sampler = ssp.pipeline.datamanager.pixel_sampler
     assert isinstance(sampler, SemanticPixelSamplerConfig) and not sampler.semantic_aware
+
+
+def test_cpu_presets_train_at_their_learning_rate_decaying_to_a_tenth():
+    """The registered CPU presets, through nerfstudio's own optimizer setup: Adam starts at the presets' rate and its
+    schedule ends at a tenth of it on the last step; the full-size preset keeps the paper's rate."""
+    import tyro
+    from nerfstudio.configs.method_configs import AnnotatedBaseConfigUnion
+    from nerfstudio.engine.optimizers import Optimizers
+
+    from aenerf_ns.method_configs.common import TINY_LEARNING_RATE
+
+    def learning_rates(preset: str, steps: int) -> tuple[float, float]:
+        """The rate nerfstudio's optimizer starts at and the one it reaches after `steps` steps."""
+        config = tyro.cli(AnnotatedBaseConfigUnion, args=[preset])
+        weights = torch.nn.Parameter(torch.zeros(3))
+        weights.grad = torch.zeros(3)
+        optimizers = Optimizers(config.optimizers, {"fields": [weights]})
+        start = optimizers.optimizers["fields"].param_groups[0]["lr"]
+        for step in range(min(steps, config.max_num_iterations)):
+            optimizers.optimizer_step_all()
+            optimizers.scheduler_step_all(step)
+        return start, optimizers.optimizers["fields"].param_groups[0]["lr"]
+
+    for preset in ("aenerf-tiny", "ssp-nerf-tiny"):
+        start, end = learning_rates(preset, steps=100000)
+        assert start == pytest.approx(TINY_LEARNING_RATE), preset
+        assert end == pytest.approx(TINY_LEARNING_RATE / 10, rel=0.01), preset
+    assert learning_rates("aenerf", steps=0)[0] == pytest.approx(5e-4)
