@@ -65,9 +65,9 @@ def talking_head_trainer(method_name: str, datamanager, model) -> TrainerConfig:
     )
 
 
-def tiny_trainer(config: TrainerConfig, method_name: str, model, lr: float = TINY_LEARNING_RATE) -> TrainerConfig:
-    """`config` shrunk to a CPU preset: 1500 steps, 512 rays, frequent evaluation, tensorboard, `model`, Adam at `lr`
-    decaying to a tenth."""
+def tiny_trainer(config: TrainerConfig, method_name: str, model) -> TrainerConfig:
+    """`config` shrunk to a CPU preset: 1500 steps, 512 rays, frequent evaluation, tensorboard, `model`, Adam at
+    `TINY_LEARNING_RATE` decaying to a tenth."""
     max_steps = 1500
     config.method_name = method_name
     config.max_num_iterations = max_steps
@@ -79,7 +79,7 @@ def tiny_trainer(config: TrainerConfig, method_name: str, model, lr: float = TIN
     config.pipeline.datamanager.train_num_rays_per_batch = 512
     config.pipeline.datamanager.eval_num_rays_per_batch = 512
     config.pipeline.model = model
-    config.optimizers = optimizers(max_steps, lr=lr)
+    config.optimizers = optimizers(max_steps, lr=TINY_LEARNING_RATE)
     return config
 
 
