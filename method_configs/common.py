@@ -25,9 +25,10 @@ DEVICE_TYPE = "cuda" if torch.cuda.is_available() else "cpu"
 VIEWER_HOST = "127.0.0.1"
 """The viewer serves this machine only; `--viewer.websocket-host 0.0.0.0` opts in to all interfaces."""
 
-MOUTH_SUPERVISION = dict(mouth_target_loss_mult=0.05)
-"""The aenerf and aenerf-gs presets' audio code learns to predict each frame's mouth opening (docs/aenerf.md and
-docs/gaussians.md, *The mouth*)."""
+MOUTH_SUPERVISION = dict(opening_condition=True, mouth_target_loss_mult=0.0)
+"""The aenerf and aenerf-gs presets tell their fields each frame's mouth opening (the truth in training, the one
+predicted from the audio when rendering), and leave the audio code free of the opening target, which made it a
+second, shrunken opening signal (docs/aenerf.md and docs/gaussians.md, *The mouth*)."""
 
 
 TINY_LEARNING_RATE = 3e-3

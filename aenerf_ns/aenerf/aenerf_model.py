@@ -147,6 +147,9 @@ class AENeRFModel(TalkingHeadModel):
         self.register_buffer("reference_camera_to_worlds", refs.camera_to_worlds)
         self.register_buffer("reference_intrinsics", refs.intrinsics)
         self.register_buffer("reference_audio", ref_audio.reshape(num_ids, num_refs, 2 * radius + 1, -1).float())
+        if self.opening_predictor is not None:  # the references' true openings: they are training frames
+            openings = self.mouth_row_target[refs.audio_rows.reshape(-1)].reshape(num_ids, num_refs, 1)
+            self.register_buffer("reference_openings", openings, persistent=False)
 
     def _build_reference_path(self) -> None:
         """Reference CNN, warper and aggregations (none of them when `use_references` is off)."""
@@ -216,7 +219,10 @@ class AENeRFModel(TalkingHeadModel):
         if self.audio_encoder is None:
             return None
         ids, refs, k, flat = self.reference_audio.shape
-        return self._encode_windows(self.reference_audio.reshape(ids * refs, k, flat)).reshape(ids, refs, -1)
+        codes = self._encode_windows(self.reference_audio.reshape(ids * refs, k, flat)).reshape(ids, refs, -1)
+        if self.opening_predictor is not None:
+            codes = torch.cat([codes, self.reference_openings], -1)
+        return codes
 
     def _reference_features(self, identity: int) -> Float[Tensor, "L C H W"]:
         if not self.training and identity in self._feature_cache:

@@ -8,6 +8,11 @@ the face fills. Models use it as a direct target for their audio code (`AudioDri
 
 Reading every parsing map costs a few milliseconds a frame, so the track is cached beside the audio
 features, keyed by the maps' names, sizes and modification times.
+
+A clip processed by `aenerf-process` also holds its face-mesh landmarks (`landmarks.npy`); their inner-lip gap
+over the outer-eye-corner distance (`landmark_mouth_track`) is the opening `aenerf-eval` scores renders by, and
+on a real clip it follows the speech more closely than the parsing map's mouth area, whose contour includes
+the lips' inner edge and wavers with the lighting.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from jaxtyping import Float, UInt8
 from PIL import Image
 
 from aenerf_ns.data.parsing_labels import FACE_LOWER, FACE_UPPER, MOUTH_INTERIOR
+from aenerf_ns.faces.face_tracking import lip_gap_ratio
 from aenerf_ns.utils.atomic_io import atomic_write_bytes
 
 
@@ -53,3 +59,14 @@ def mouth_track(parsing_paths: list[Path], cache_dir: Path | None = None) -> Flo
         cache.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(cache, json.dumps(values).encode())
     return np.asarray(values, dtype=np.float32)
+
+
+def landmark_mouth_track(landmarks: Float[np.ndarray, "n 468 3"]) -> Float[np.ndarray, "n"]:
+    """Inner-lip gap over the outer-eye-corner distance of every frame's face mesh (`lip_gap_ratio`); frames
+    without landmarks (NaN) take the value interpolated from their neighbours."""
+    track = lip_gap_ratio(np.asarray(landmarks, dtype=np.float64))
+    known = np.isfinite(track)
+    if not known.any():
+        raise ValueError("no frame of the clip has face-mesh landmarks")
+    frames = np.arange(len(track))
+    return np.interp(frames, frames[known], track[known]).astype(np.float32)

@@ -30,7 +30,7 @@ from nerfstudio.data.scene_box import SceneBox
 
 from aenerf_ns.audio.audio_features import AudioFeatureConfig, compute_audio_features
 from aenerf_ns.data.dataset_format import DatasetFormatError, TalkingHeadMeta, read_transforms
-from aenerf_ns.data.mouth_track import mouth_track
+from aenerf_ns.data.mouth_track import landmark_mouth_track, mouth_track
 from aenerf_ns.data.talking_head_metadata import IdentityRecord, TalkingHeadMetadata
 
 DEFAULT_AABB = ((-1.6, -2.6, -1.6), (1.6, 1.4, 1.6))
@@ -53,6 +53,10 @@ class TalkingHeadDataParserConfig(DataParserConfig):
     frame_times: bool = False
     """Give cameras a time (frame index / (frames - 1) of their clip) for time-conditioned methods such as
     dnerf; held-out frames get the last training frame's time, since such a method knows no later time."""
+    mouth_track: Literal["auto", "landmarks", "parsing"] = "auto"
+    """Where each training frame's mouth opening (the models' mouth targets) is read: the clip's face-mesh
+    landmarks (`landmarks.npy`, written by aenerf-process), its parsing maps, or auto (landmarks when the clip
+    has them)."""
 
 
 def find_dataset_folders(data: Path) -> list[Path]:
@@ -202,11 +206,31 @@ class TalkingHeadDataParser(DataParser):
                 np.stack([meta.frames[i].camera_to_world[:3, :4] for i in train])
             ).float(),
             train_audio_rows=torch.from_numpy(train + ident.offset).long(),
-            train_mouth_opening=torch.from_numpy(
-                mouth_track([meta.frames[i].parsing_path for i in train], cache_dir=meta.root / "cache" / "mouth_track")
-            ).float(),
+            train_mouth_opening=torch.from_numpy(self._mouth_track(meta, train)).float(),
             intrinsics=torch.tensor([meta.fl_x, meta.fl_y, meta.cx, meta.cy], dtype=torch.float32),
         )
+
+    def _mouth_track(self, meta: TalkingHeadMeta, frames: np.ndarray) -> np.ndarray:
+        """The mouth opening of `frames` of a clip, from the source `mouth_track` names."""
+        landmarks_path = meta.root / "landmarks.npy"
+        source = self.config.mouth_track
+        if source == "auto":
+            source = "landmarks" if landmarks_path.is_file() else "parsing"
+        if source == "parsing":
+            paths = [meta.frames[i].parsing_path for i in frames]
+            return mouth_track(paths, cache_dir=meta.root / "cache" / "mouth_track")
+        if not landmarks_path.is_file():
+            raise DatasetFormatError(
+                f"{landmarks_path} does not exist: process the clip with aenerf-process, or read the mouth from the "
+                "parsing maps (--pipeline.datamanager.dataparser.mouth-track parsing)"
+            )
+        landmarks = np.load(landmarks_path)
+        if landmarks.ndim != 3 or len(landmarks) != meta.num_frames:
+            raise DatasetFormatError(
+                f"{landmarks_path} holds landmarks of shape {landmarks.shape}, expected ({meta.num_frames}, 468, 3): "
+                "one face mesh per frame of transforms.json"
+            )
+        return landmark_mouth_track(landmarks)[frames]
 
     def _metadata(self, identities: list[_Identity], frames: _SplitFrames) -> TalkingHeadMetadata:
         """The joint audio table, the identities and the split's per-image labels."""

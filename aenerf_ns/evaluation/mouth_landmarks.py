@@ -15,19 +15,20 @@ from jaxtyping import Float, UInt8
 
 from aenerf_ns.faces.face_tracking import (
     LEFT_EYE_OUTER,
+    LOWER_LIP_INNER,
     MESH_PRESENCE,
     RIGHT_EYE_OUTER,
+    UPPER_LIP_INNER,
     Roi,
     detect_faces,
     face_mesh,
+    lip_gap_ratio,
     roi_from_landmarks,
     track_faces,
 )
 
-UPPER_INNER_LIP = 13
-"""Face-mesh landmark in the middle of the upper lip's inner edge."""
-LOWER_INNER_LIP = 14
-"""Face-mesh landmark in the middle of the lower lip's inner edge."""
+UPPER_INNER_LIP, LOWER_INNER_LIP = UPPER_LIP_INNER, LOWER_LIP_INNER
+"""Face-mesh landmarks in the middle of the upper and the lower lip's inner edge."""
 NOSE_TIP = 1
 """Face-mesh landmark at the tip of the nose: landmarks above it do not move with speech."""
 
@@ -56,10 +57,7 @@ def steady_regions(landmarks: Float[np.ndarray, "n 468 3"]) -> list[Roi]:
 
 def mouth_opening(landmarks: Float[np.ndarray, "n 468 3"]) -> Float[np.ndarray, "n"]:
     """Inner-lip gap over the outer-eye-corner distance, per frame (NaN where the landmarks are NaN)."""
-    xy = landmarks[..., :2]
-    gap = np.linalg.norm(xy[:, UPPER_INNER_LIP] - xy[:, LOWER_INNER_LIP], axis=-1)
-    eyes = np.linalg.norm(xy[:, LEFT_EYE_OUTER] - xy[:, RIGHT_EYE_OUTER], axis=-1)
-    return gap / np.maximum(eyes, 1e-6)
+    return lip_gap_ratio(landmarks)
 
 
 def paired_landmarks(

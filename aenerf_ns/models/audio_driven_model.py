@@ -30,6 +30,7 @@ from torch import Tensor
 from aenerf_ns.audio.audio_code import ConvAudioCodeConfig
 from aenerf_ns.audio.audio_smoothing import AudioSmoother, clip_bounds, neighbour_rows
 from aenerf_ns.audio.mouth_shape_head import MouthShapeHead, standardised
+from aenerf_ns.audio.opening_predictor import OpeningPredictor
 from aenerf_ns.data.parsing_labels import AUDIO_REGION_LABELS, LABEL_COLORS, LABEL_NAMES, TORSO
 from aenerf_ns.data.talking_head_dataset import grown_mouth
 from aenerf_ns.data.talking_head_metadata import talking_head_metadata
@@ -68,6 +69,10 @@ class AudioDrivenModelConfig(ModelConfig):
     mouth_target_loss_mult: float = 0.0
     """Weight of the loss that makes each training frame's audio code predict how far its mouth is open (read
     from its parsing map, `mouth_shape_head`); 0 turns it off."""
+    opening_condition: bool = False
+    """Tell the fields how far the mouth is open, as one more number beside the audio code: each training frame's
+    true opening in training, the opening predicted from the audio (`opening_predictor`, standardised over the
+    track) when rendering, so the rendered mouth spans the speaker's range."""
 
     def __setstate__(self, state: dict) -> None:
         """Configs saved before a setting existed (config.yml, pickles) get its default: settings with a
@@ -115,13 +120,21 @@ class AudioDrivenModel(Model):
             AudioSmoother(audio_dim, cfg.audio_smoothing_radius) if audio_dim and cfg.audio_smoothing_radius else None
         )
         self.mouth_shape_head = None
-        if audio_dim and cfg.mouth_target_loss_mult > 0:
+        self.opening_predictor = None
+        if audio_dim and (cfg.mouth_target_loss_mult > 0 or cfg.opening_condition):
             # each training frame's mouth opening, standardised per identity, at its audio row; NaN elsewhere
             target = torch.full((meta.audio_features.shape[0],), float("nan"))
             for identity in meta.identities:
                 target[identity.train_audio_rows] = standardised(identity.train_mouth_opening.float())
             self.register_buffer("mouth_row_target", target, persistent=False)
+        if audio_dim and cfg.mouth_target_loss_mult > 0:
             self.mouth_shape_head = MouthShapeHead(audio_dim)
+        if audio_dim and cfg.opening_condition:
+            self.opening_predictor = OpeningPredictor(self.audio_table.shape[1])
+            known = torch.isfinite(self.mouth_row_target)
+            self.opening_predictor.fit(self.audio_table[known], self.mouth_row_target[known], self.audio_table, known)
+            self.register_buffer("opening_track", self._predicted_track(known), persistent=False)
+            self.audio_dim = audio_dim + 1  # what the fields see: the code and the opening
 
         plates = meta.background_images
         if plates is None:
@@ -158,6 +171,24 @@ class AudioDrivenModel(Model):
             )
         self.audio_table = table
         self.audio_first, self.audio_last = clip_bounds(torch.zeros(len(table), dtype=torch.long, device=table.device))
+        if self.opening_predictor is not None:
+            self.opening_track = self._predicted_track(None)
+            self.mouth_row_target = torch.full_like(self.opening_track, float("nan"))  # a new track has no truth
+
+    def _predicted_track(self, seen: Tensor | None) -> Float[Tensor, " rows"]:
+        """The predicted opening of every row of the audio table, scaled within each clip (`seen`: the rows the
+        predictor was fitted on; None: a new track)."""
+        assert self.opening_predictor is not None
+        return self.opening_predictor.track(self.audio_table.float(), self.audio_first, seen)  # first row names a clip
+
+    def row_openings(self, rows: Int[Tensor, " B"]) -> Float[Tensor, "B 1"]:
+        """The opening the fields are told for table rows (`opening_condition`): the frame's true one while
+        training, where it is known; the one predicted from the audio otherwise."""
+        predicted = self.opening_track[rows]
+        if self.training:
+            truth = self.mouth_row_target[rows]
+            predicted = torch.where(torch.isfinite(truth), truth, predicted)
+        return predicted[:, None]
 
     def _encode_windows(self, windows: Float[Tensor, "B K flat"]) -> Float[Tensor, "B code"]:
         assert self.audio_encoder is not None
@@ -183,10 +214,17 @@ class AudioDrivenModel(Model):
             windows = self._viewer_audio.windows(self._radius()) if self._viewer_audio is not None else None
             if windows is None:
                 windows = self.default_audio[None, None].expand(1, 2 * self._radius() + 1, -1)
-            return self._encode_windows(windows).expand(count, -1)
+            codes = self._encode_windows(windows)
+            if self.opening_predictor is not None:
+                centre = windows[:, windows.shape[1] // 2].float()
+                codes = torch.cat([codes, self.opening_predictor.rows_from_windows(centre)[:, None]], -1)
+            return codes.expand(count, -1)
         rows = metadata["audio_index"].reshape(-1).round().long().clamp(0, self.audio_table.shape[0] - 1)
         uniq, inverse = torch.unique(rows, return_inverse=True)
-        return self.row_codes(uniq)[inverse]
+        codes = self.row_codes(uniq)
+        if self.opening_predictor is not None:
+            codes = torch.cat([codes, self.row_openings(uniq)], -1)
+        return codes[inverse]
 
     def row_codes(self, rows: Int[Tensor, " B"]) -> Float[Tensor, "B code"]:
         """Smoothed audio codes of rows of the feature table (each with its neighbours within its clip)."""

@@ -8,7 +8,8 @@ A method is a nerfstudio method whose model drives a person's face with audio. T
    `AudioDrivenModel.finish_camera_outputs`, which adds what `CAMERA_OUTPUTS` adds (the plate composited in);
 3. audio from `AudioDrivenModel.audio_codes(camera_or_ray_metadata, count)`: a camera whose metadata is None or
    names no `audio_index` (the live viewer's, nerfstudio's own tools') renders the audio the viewer's controls
-   choose, else the clip average; it renders identity 0 when its metadata names no `identity`;
+   choose, else the clip average; it renders identity 0 when its metadata names no `identity`; fields size
+   their audio input by `AudioDrivenModel.audio_dim` (the code, plus one value with `opening_condition`);
 4. its trainer configs built by `method_configs.common.talking_head_trainer` (and `tiny_trainer`), whose pipeline
    (`engine.talking_head_pipeline.TalkingHeadPipeline`) refuses a checkpoint that another method wrote; a model that
    loads checkpoints itself raises a `RuntimeError` or `ValueError` on a foreign one, which

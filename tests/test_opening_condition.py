@@ -1,0 +1,133 @@
+"""The mouth opening as a number the fields are told: its predictor from audio, the landmark track it is fitted
+to, and the model option that passes it to the fields (`opening_condition`)."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+
+def _linear_data(n: int, d: int, noise: float, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g)
+    w = torch.randn(d, generator=g)
+    y = x @ w / d**0.5 + noise * torch.randn(n, generator=g)
+    return x, (y - y.mean()) / y.std()
+
+
+@pytest.mark.parametrize("dim", [20, 400])  # more frames than features, and fewer (the dual system)
+def test_opening_predictor_predicts_unseen_frames_at_unit_spread(dim):
+    """Fitted on half the rows of a noisy linear relation, the predictor's track follows the other half, and each
+    clip of the track is centred and scaled so that its unseen rows have unit spread whatever the predictor's
+    shrinkage; a clip without unseen rows is scaled by the cross-validation predictions' spread."""
+    from aenerf_ns.audio.opening_predictor import OpeningPredictor
+
+    x, y = _linear_data(300, dim, noise=0.3)
+    seen = torch.arange(300) < 150
+    predictor = OpeningPredictor(dim)
+    predictor.fit(x[seen], y[seen], x, seen)
+    assert 0.3 < predictor.cv_spread < 1.0  # shrunk towards the mean
+    segments = torch.cat([torch.zeros(100), torch.ones(200)]).long()
+    track = predictor.track(x, segments, seen)
+    assert np.corrcoef(track[150:], y[150:])[0, 1] > (0.9 if dim == 20 else 0.5)
+    assert track[segments == 0].mean().abs() < 1e-4 and track[segments == 1].mean().abs() < 1e-4
+    assert track[150:].std(unbiased=False) == pytest.approx(1.0, abs=1e-4)
+    raw = predictor.raw(x[:100])
+    assert track[:100].std(unbiased=False) == pytest.approx(
+        float(raw.std(unbiased=False)) / predictor.cv_spread, rel=1e-4
+    )
+    new_track = predictor.track(x[150:], torch.zeros(150, dtype=torch.long))  # a new track: every row unseen
+    assert new_track.std(unbiased=False) == pytest.approx(1.0, abs=1e-4)
+    whole = predictor.track(x, torch.zeros(300, dtype=torch.long), seen)  # the scaling loose rows get
+    assert torch.allclose(predictor.rows_from_windows(x[:7]), whole[:7], atol=1e-4)
+
+
+def test_ridge_strength_is_chosen_by_held_out_blocks():
+    """Without noise the weakest ridge predicts held-out blocks best; too few frames to hold any out: the middle
+    strength."""
+    from aenerf_ns.audio.opening_predictor import RIDGE_STRENGTHS, choose_strength
+
+    for seed in range(3):
+        x, y = _linear_data(200, 20, noise=0.0, seed=seed)
+        strength, spread = choose_strength(x.double(), y.double())
+        assert strength == RIDGE_STRENGTHS[0] and spread == pytest.approx(1.0, abs=0.1)
+    x, y = _linear_data(6, 20, noise=0.0)
+    strength, spread = choose_strength(x.double(), y.double())
+    assert strength == RIDGE_STRENGTHS[len(RIDGE_STRENGTHS) // 2] and spread != spread  # nan: nothing held out
+
+
+def test_landmark_mouth_track_reads_the_lip_gap_and_fills_lost_frames():
+    from aenerf_ns.data.mouth_track import landmark_mouth_track
+    from aenerf_ns.faces.face_tracking import LEFT_EYE_OUTER, LOWER_LIP_INNER, RIGHT_EYE_OUTER
+
+    lm = np.zeros((3, 468, 3))
+    lm[:, RIGHT_EYE_OUTER, 0], lm[:, LEFT_EYE_OUTER, 0] = 10.0, 30.0  # 20 px between the eye corners
+    lm[0, LOWER_LIP_INNER, 1], lm[2, LOWER_LIP_INNER, 1] = 2.0, 6.0
+    lm[1] = np.nan  # no face found in the middle frame
+    assert np.allclose(landmark_mouth_track(lm), [0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match="no frame"):
+        landmark_mouth_track(np.full((2, 468, 3), np.nan))
+
+
+def test_dataparser_reads_the_mouth_from_landmarks_when_the_clip_has_them(sample_dataset, tmp_path):
+    from aenerf_ns.data.dataset_format import DatasetFormatError
+    from aenerf_ns.data.mouth_track import landmark_mouth_track
+    from aenerf_ns.data.talking_head_dataparser import TalkingHeadDataParserConfig
+    from aenerf_ns.data.talking_head_metadata import talking_head_metadata
+
+    data = tmp_path / "clip"
+    shutil.copytree(sample_dataset, data)
+
+    def opening(source: str = "auto") -> torch.Tensor:
+        parser = TalkingHeadDataParserConfig(data=data, mouth_track=source).setup()
+        return talking_head_metadata(parser.get_dataparser_outputs("train").metadata).identities[0].train_mouth_opening
+
+    from_parsing = opening()  # no landmarks.npy: the parsing maps
+    with pytest.raises(DatasetFormatError, match="landmarks.npy does not exist"):
+        opening("landmarks")
+    frames = len(list((data / "images").glob("*.png")))
+    landmarks = np.random.default_rng(0).normal(size=(frames, 468, 3))
+    np.save(data / "landmarks.npy", landmarks)
+    from_landmarks = opening()
+    assert torch.allclose(from_landmarks, torch.from_numpy(landmark_mouth_track(landmarks)[: len(from_landmarks)]))
+    assert torch.allclose(opening("parsing"), from_parsing)
+    np.save(data / "landmarks.npy", landmarks[:-1])
+    with pytest.raises(DatasetFormatError, match="one face mesh per frame"):
+        opening()
+
+
+def test_opening_condition_tells_the_fields_the_true_opening_in_training_and_the_predicted_one_after(
+    sample_dataset, make_pipeline
+):
+    """With `opening_condition`, the codes the fields see carry one more number: a training frame's true
+    (standardised) opening in training, the audio's predicted opening in evaluation, which follows the truth on
+    the training frames and has unit spread on the held-out ones; a new audio track gets its own predictions, again
+    at unit spread."""
+    pipeline = make_pipeline(sample_dataset, opening_condition=True)
+    model = pipeline.model
+    code_dim = model.config.audio_code_dim
+    rows = torch.nonzero(torch.isfinite(model.mouth_row_target))[:, 0]
+    metadata = {"audio_index": rows.float()[:, None]}
+    codes = model.audio_codes(metadata, len(rows))
+    assert codes.shape == (len(rows), code_dim + 1) and model.audio_dim == code_dim + 1
+    assert torch.allclose(codes[:, -1], model.mouth_row_target[rows])
+    _, losses, _ = pipeline.get_train_loss_dict(0)
+    sum(losses.values()).backward()
+    assert torch.isfinite(sum(losses.values()))
+
+    model.eval()
+    predicted = model.audio_codes(metadata, len(rows))[:, -1]
+    assert torch.allclose(predicted, model.opening_track[rows])
+    assert np.corrcoef(predicted.detach(), model.mouth_row_target[rows])[0, 1] > 0.5
+    held_out = ~torch.isfinite(model.mouth_row_target)
+    assert model.opening_track[held_out].std(unbiased=False) == pytest.approx(1.0, abs=1e-3)
+    assert model.audio_codes(None, 3).shape == (3, code_dim + 1)  # a viewer camera: the clip-average audio
+
+    new = model.audio_table[:40].reshape(40, *model.kwargs["metadata"]["talking_head"].audio_feature_shape)
+    model.set_audio_track(torch.flip(new, [0]))
+    assert model.opening_track.shape == (40,)
+    assert model.opening_track.std(unbiased=False) == pytest.approx(1.0, abs=1e-3)
+
+    plain = make_pipeline(sample_dataset, opening_condition=False).model
+    assert plain.opening_predictor is None and plain.audio_dim == code_dim
