@@ -71,8 +71,8 @@ class AudioDrivenModelConfig(ModelConfig):
     from its parsing map, `mouth_shape_head`); 0 turns it off."""
     opening_condition: bool = False
     """Tell the fields how far the mouth is open, as one more number beside the audio code: each training frame's
-    true opening in training, the opening predicted from the audio (`opening_predictor`, standardised over the
-    track) when rendering, so the rendered mouth spans the speaker's range."""
+    true opening in training, the opening predicted from the audio (`opening_predictor`, scaled so that on unseen
+    audio it spans the training truth's range) when rendering, so the rendered mouth spans the speaker's range."""
 
     def __setstate__(self, state: dict) -> None:
         """Configs saved before a setting existed (config.yml, pickles) get its default: settings with a
