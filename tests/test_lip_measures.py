@@ -108,7 +108,6 @@ def test_lip_gap_is_in_pixels_at_512_px_and_pictures_show_the_widest_openings(tm
     from PIL import Image
 
     from aenerf_ns.evaluation.lip_scores import lip_scores
-    from aenerf_ns.evaluation.mouth_landmarks import LOWER_INNER_LIP, UPPER_INNER_LIP
     from aenerf_ns.evaluation.mouth_pictures import (
         CLOSEUP_SIZE,
         lip_gap_px,
@@ -116,12 +115,13 @@ def test_lip_gap_is_in_pixels_at_512_px_and_pictures_show_the_widest_openings(tm
         plot_lip_gap,
         widest_frames,
     )
+    from aenerf_ns.faces.face_tracking import LOWER_LIP_INNER, UPPER_LIP_INNER
 
     lm = np.zeros((2, 468, 3))
-    lm[:, LOWER_INNER_LIP, 1] = (3.0, 6.0)  # a 3 px and a 6 px gap in 128 px frames
+    lm[:, LOWER_LIP_INNER, 1] = (3.0, 6.0)  # a 3 px and a 6 px gap in 128 px frames
     assert lip_gap_px(lm, frame_height=128) == pytest.approx([12.0, 24.0])
     assert lip_gap_px(lm, frame_height=512) == pytest.approx([3.0, 6.0])
-    assert lm[0, UPPER_INNER_LIP, 1] == 0.0
+    assert lm[0, UPPER_LIP_INNER, 1] == 0.0
     assert widest_frames(np.array([0.0, 5.0, 9.0, 1.0, 8.0, np.nan, 7.0]), 2, min_spacing=2) == [2, 4]
 
     n, fps = 40, 25.0

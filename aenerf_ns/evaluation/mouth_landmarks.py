@@ -15,10 +15,8 @@ from jaxtyping import Float, UInt8
 
 from aenerf_ns.faces.face_tracking import (
     LEFT_EYE_OUTER,
-    LOWER_LIP_INNER,
     MESH_PRESENCE,
     RIGHT_EYE_OUTER,
-    UPPER_LIP_INNER,
     Roi,
     detect_faces,
     face_mesh,
@@ -27,8 +25,6 @@ from aenerf_ns.faces.face_tracking import (
     track_faces,
 )
 
-UPPER_INNER_LIP, LOWER_INNER_LIP = UPPER_LIP_INNER, LOWER_LIP_INNER
-"""Face-mesh landmarks in the middle of the upper and the lower lip's inner edge."""
 NOSE_TIP = 1
 """Face-mesh landmark at the tip of the nose: landmarks above it do not move with speech."""
 

@@ -16,7 +16,7 @@ import numpy as np
 from jaxtyping import Float, UInt8
 
 from aenerf_ns.evaluation.landmark_distance import MOUTH_LANDMARKS, PAPER_FRAME_HEIGHT
-from aenerf_ns.evaluation.mouth_landmarks import LOWER_INNER_LIP, UPPER_INNER_LIP
+from aenerf_ns.faces.face_tracking import inner_lip_gap
 from aenerf_ns.utils.atomic_io import atomic_write_bytes
 
 CLOSEUP_SIZE = 128
@@ -25,9 +25,7 @@ CLOSEUP_SIZE = 128
 
 def lip_gap_px(landmarks: Float[np.ndarray, "n 468 3"], frame_height: int) -> Float[np.ndarray, "n"]:
     """Inner-lip gap per frame in pixels of the frame scaled to 512 px height (NaN where no landmarks)."""
-    xy = landmarks[..., :2].astype(np.float64)
-    gap = np.linalg.norm(xy[:, UPPER_INNER_LIP] - xy[:, LOWER_INNER_LIP], axis=-1)
-    return gap * (PAPER_FRAME_HEIGHT / float(frame_height))
+    return inner_lip_gap(landmarks) * (PAPER_FRAME_HEIGHT / float(frame_height))
 
 
 def widest_frames(gap: Float[np.ndarray, "n"], count: int, min_spacing: int = 3) -> list[int]:

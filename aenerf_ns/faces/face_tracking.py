@@ -83,13 +83,18 @@ class FaceModelError(RuntimeError):
     """A bundled face model is missing or damaged."""
 
 
+def inner_lip_gap(landmarks: Float[np.ndarray, "n 468 3"]) -> Float[np.ndarray, "n"]:
+    """Distance between the inner lip midpoints of each frame's mesh, in the landmarks' units (NaN where they are)."""
+    xy = np.asarray(landmarks, dtype=np.float64)[..., :2]
+    return np.linalg.norm(xy[:, UPPER_LIP_INNER] - xy[:, LOWER_LIP_INNER], axis=-1)
+
+
 def lip_gap_ratio(landmarks: Float[np.ndarray, "n 468 3"]) -> Float[np.ndarray, "n"]:
     """The mouth opening of each frame's mesh: inner-lip gap over the outer-eye-corner distance, so it depends
     neither on the image size nor on how much of it the face fills (NaN where the landmarks are NaN)."""
     xy = np.asarray(landmarks)[..., :2]
-    gap = np.linalg.norm(xy[:, UPPER_LIP_INNER] - xy[:, LOWER_LIP_INNER], axis=-1)
     eyes = np.linalg.norm(xy[:, LEFT_EYE_OUTER] - xy[:, RIGHT_EYE_OUTER], axis=-1)
-    return gap / np.maximum(eyes, 1e-6)
+    return inner_lip_gap(landmarks) / np.maximum(eyes, 1e-6)
 
 
 @cache
