@@ -150,3 +150,77 @@ def test_opening_condition_tells_the_fields_the_true_opening_in_training_and_the
 
     plain = make_pipeline(sample_dataset, opening_condition=False).model
     assert plain.opening_predictor is None and plain.audio_dim == code_dim
+
+
+def test_calibration_picks_frames_across_the_range_of_true_openings():
+    from aenerf_ns.engine.opening_calibration import calibration_picks
+
+    openings = torch.tensor([0.5, float("nan"), -2.0, 3.0, 0.0, 1.0, float("nan"), -1.0])
+    picks = calibration_picks(openings, count=3)
+    assert sorted(openings[picks].tolist()) == [-2.0, 0.0, 3.0]  # most closed, middle, most open
+    assert sorted(calibration_picks(openings, count=20).tolist()) == [0, 2, 3, 4, 5, 7]  # every known frame once
+    assert len(calibration_picks(torch.full((4,), float("nan")))) == 0
+
+
+def test_gain_is_the_truths_spread_over_the_renders_clipped():
+    from aenerf_ns.engine.opening_calibration import GAIN_RANGE, MIN_TRACKED_FRAMES, gain_from_openings
+
+    truth = np.linspace(0.02, 0.12, 16)
+    assert gain_from_openings(0.05 + 0.5 * (truth - 0.07), truth) == pytest.approx(2.0)
+    assert gain_from_openings(0.05 + 1.25 * (truth - 0.07), truth) == pytest.approx(0.8)
+    assert gain_from_openings(0.05 + 0.01 * (truth - 0.07), truth) == GAIN_RANGE[1]  # a mouth that barely moves
+    lost = np.full(16, np.nan)
+    lost[: MIN_TRACKED_FRAMES - 1] = truth[: MIN_TRACKED_FRAMES - 1]
+    assert gain_from_openings(lost, truth) is None  # too few frames read
+    assert gain_from_openings(np.full(16, 0.05), truth) is None  # a render that does not move
+
+
+def test_calibration_tells_training_frames_their_truth_and_sets_the_gain_on_predictions(
+    sample_dataset, make_pipeline, monkeypatch
+):
+    """The calibration renders training frames told their true openings (not the predictions), reads both with the
+    tracker, and sets the gain; rendering then tells predicted openings times the gain, training the truth alone."""
+    import aenerf_ns.engine.opening_calibration as calibration
+
+    pipeline = make_pipeline(sample_dataset, opening_condition=True)
+    model = pipeline.model
+    told = []
+    encode = model.audio_codes
+
+    def recording(metadata, count):
+        codes = encode(metadata, count)
+        told.append((metadata["audio_index"].reshape(-1)[0].round().long(), codes[0, -1].item()))
+        return codes
+
+    monkeypatch.setattr(model, "audio_codes", recording)
+    monkeypatch.setattr(model, "ray_audio_codes", lambda bundle: recording(bundle.metadata, bundle.shape[0]))
+
+    def tracked(renders, truths, device):  # a render that opens half as far as the truth
+        truth = np.linspace(0.02, 0.12, len(truths))
+        return 0.07 + 0.5 * (truth - 0.07), truth
+
+    monkeypatch.setattr(calibration, "mouth_openings", tracked)
+    gain = calibration.calibrate_opening_gain(pipeline, count=8)
+    assert gain == pytest.approx(2.0) and float(model.opening_gain) == pytest.approx(2.0)
+    assert len(told) >= 8 and not model.telling_true_openings and model.training
+    for row, value in told:
+        assert value == pytest.approx(float(model.mouth_row_target[row]), abs=1e-5)
+
+    rows = torch.nonzero(torch.isfinite(model.mouth_row_target))[:, 0]
+    metadata = {"audio_index": rows.float()[:, None]}
+    assert torch.allclose(encode(metadata, len(rows))[:, -1], model.mouth_row_target[rows])  # training: the truth
+    model.eval()
+    assert torch.allclose(encode(metadata, len(rows))[:, -1], 2.0 * model.opening_track[rows])
+    assert "opening_gain" in model.state_dict()  # saved with the weights
+
+
+@pytest.mark.parametrize("preset", ["aenerf-tiny", "aenerf-gs-tiny"])
+def test_ns_train_saves_the_opening_gain_it_measured_on_training_frames(method_run, preset):
+    """The trainer measures the gain before its last checkpoint (a 2-step run draws far too small a mouth change,
+    so it is not the initial 1) and the checkpoint carries it."""
+    from aenerf_ns.engine.opening_calibration import GAIN_RANGE
+
+    config = method_run(preset)
+    (checkpoint,) = (config.parent / "nerfstudio_models").glob("step-*.ckpt")
+    gain = float(torch.load(checkpoint, map_location="cpu", weights_only=True)["pipeline"]["_model.opening_gain"])
+    assert gain != 1.0 and GAIN_RANGE[0] <= gain <= GAIN_RANGE[1]

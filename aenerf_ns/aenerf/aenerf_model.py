@@ -57,8 +57,10 @@ IDENTITY_BUFFERS = (
     "reference_audio",
     "background_plates",
     "default_audio",
+    "opening_gain",
 )
-"""Buffers that describe one dataset's people, not learned weights: never copied from a base model."""
+"""Buffers that describe one dataset's people, not learned weights: never copied from a base model (the opening
+gain is measured on the fine-tuned identity's own frames when its training ends)."""
 
 
 @dataclass

@@ -226,6 +226,7 @@ def train(config, run: TrainingRun) -> TrainedPipeline:
     from nerfstudio.engine.optimizers import Optimizers
 
     from aenerf_ns.bench.resource_meter import PeakMemory
+    from aenerf_ns.engine.opening_calibration import calibrate_opening_gain
 
     random.seed(run.seed)  # nerfstudio's image cache draws its order from Python's generator
     np.random.seed(run.seed)
@@ -240,6 +241,8 @@ def train(config, run: TrainingRun) -> TrainedPipeline:
         cameras = heldout_cameras(pipeline, heldout)
         curve = _CurveRecorder(pipeline.model, heldout, cameras, run)
         steps, seconds = _train_loop(pipeline, optimizers, callbacks, curve, run)
+        if run.callbacks:  # as ns-train's trainer does before its final checkpoint
+            calibrate_opening_gain(pipeline)
     if run.checkpoint is not None:
         save_checkpoint(run.checkpoint, pipeline, steps - 1)
     return TrainedPipeline(pipeline, heldout, cameras, steps, seconds, curve.points, memory.peak_mb)

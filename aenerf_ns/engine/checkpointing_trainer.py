@@ -23,7 +23,9 @@ from pathlib import Path
 import torch
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
 from nerfstudio.utils.decorators import check_main_thread
+from nerfstudio.utils.rich_utils import CONSOLE
 
+from aenerf_ns.engine.opening_calibration import calibrate_opening_gain
 from aenerf_ns.utils.safe_checkpoint import numpy_scalar_globals, plain_numbers
 
 PARTIAL_DIR = ".checkpoint_in_progress"
@@ -40,6 +42,19 @@ class CheckpointingTrainer(Trainer):
     @check_main_thread
     def eval_iteration(self, step: int) -> None:
         super().eval_iteration(step)
+
+    def _after_train(self) -> None:
+        """Before the final checkpoint, measure how far the fields draw the mouth opening they are told, so that the
+        saved model renders new speech at the speaker's amplitude (`opening_calibration`)."""
+        self._calibrate_opening()
+        super()._after_train()
+
+    @check_main_thread  # only rank 0 writes the checkpoint
+    def _calibrate_opening(self) -> None:
+        pipeline = self.pipeline.module if hasattr(self.pipeline, "module") else self.pipeline
+        gain = calibrate_opening_gain(pipeline)
+        if gain is not None:
+            CONSOLE.print(f"mouth-opening gain, measured on training frames: {gain:.2f}")
 
     def _load_checkpoint(self) -> None:
         with torch.serialization.safe_globals(numpy_scalar_globals()):

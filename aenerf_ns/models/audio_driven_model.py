@@ -72,7 +72,8 @@ class AudioDrivenModelConfig(ModelConfig):
     opening_condition: bool = False
     """Tell the fields how far the mouth is open, as one more number beside the audio code: each training frame's
     true opening in training, the opening predicted from the audio (`opening_predictor`, scaled so that on unseen
-    audio it spans the training truth's range) when rendering, so the rendered mouth spans the speaker's range."""
+    audio it spans the training truth's range, times the gain measured on training renders after training) when
+    rendering, so the rendered mouth spans the speaker's range."""
 
     def __setstate__(self, state: dict) -> None:
         """Configs saved before a setting existed (config.yml, pickles) get its default: settings with a
@@ -134,7 +135,11 @@ class AudioDrivenModel(Model):
             known = torch.isfinite(self.mouth_row_target)
             self.opening_predictor.fit(self.audio_table[known], self.mouth_row_target[known], self.audio_table, known)
             self.register_buffer("opening_track", self._predicted_track(known), persistent=False)
+            # how far predicted openings are stretched when rendering: set after training from training renders
+            # (`engine.opening_calibration`), saved with the weights
+            self.register_buffer("opening_gain", torch.tensor(1.0))
             self.audio_dim = audio_dim + 1  # what the fields see: the code and the opening
+        self.telling_true_openings = False  # True: renders tell training frames their true opening, as training does
 
         plates = meta.background_images
         if plates is None:
@@ -183,12 +188,13 @@ class AudioDrivenModel(Model):
 
     def row_openings(self, rows: Int[Tensor, " B"]) -> Float[Tensor, "B 1"]:
         """The opening the fields are told for table rows (`opening_condition`): the frame's true one while
-        training, where it is known; the one predicted from the audio otherwise."""
-        predicted = self.opening_track[rows]
-        if self.training:
+        training (or `telling_true_openings`), where it is known; the one predicted from the audio, times
+        `opening_gain`, otherwise."""
+        told = self.opening_gain * self.opening_track[rows]
+        if self.training or self.telling_true_openings:
             truth = self.mouth_row_target[rows]
-            predicted = torch.where(torch.isfinite(truth), truth, predicted)
-        return predicted[:, None]
+            told = torch.where(torch.isfinite(truth), truth, told)
+        return told[:, None]
 
     def _encode_windows(self, windows: Float[Tensor, "B K flat"]) -> Float[Tensor, "B code"]:
         assert self.audio_encoder is not None
@@ -217,7 +223,8 @@ class AudioDrivenModel(Model):
             codes = self._encode_windows(windows)
             if self.opening_predictor is not None:
                 centre = windows[:, windows.shape[1] // 2].float()
-                codes = torch.cat([codes, self.opening_predictor.rows_from_windows(centre)[:, None]], -1)
+                told = self.opening_gain * self.opening_predictor.rows_from_windows(centre)
+                codes = torch.cat([codes, told[:, None]], -1)
             return codes.expand(count, -1)
         rows = metadata["audio_index"].reshape(-1).round().long().clamp(0, self.audio_table.shape[0] - 1)
         uniq, inverse = torch.unique(rows, return_inverse=True)
