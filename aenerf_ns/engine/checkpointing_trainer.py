@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
+from nerfstudio.utils import comms
 from nerfstudio.utils.decorators import check_main_thread
 from nerfstudio.utils.rich_utils import CONSOLE
 
@@ -49,12 +51,15 @@ class CheckpointingTrainer(Trainer):
         self._calibrate_opening()
         super()._after_train()
 
-    @check_main_thread  # only rank 0 writes the checkpoint
     def _calibrate_opening(self) -> None:
+        """Rank 0 measures the gain; in a data-parallel run every rank then takes rank 0's (replicas stay equal)."""
         pipeline = self.pipeline.module if hasattr(self.pipeline, "module") else self.pipeline
-        gain = calibrate_opening_gain(pipeline)
+        gain = calibrate_opening_gain(pipeline) if comms.is_main_process() else None
         if gain is not None:
             CONSOLE.print(f"mouth-opening gain, measured on training frames: {gain:.2f}")
+        model = pipeline.model
+        if dist.is_available() and dist.is_initialized() and hasattr(model, "opening_gain"):
+            dist.broadcast(model.opening_gain, src=0)
 
     def _load_checkpoint(self) -> None:
         with torch.serialization.safe_globals(numpy_scalar_globals()):

@@ -70,16 +70,22 @@ def _render_training_frames(model, dataset, picks: Int[np.ndarray, " k"]) -> tup
 
 
 def calibrate_opening_gain(pipeline, count: int = CALIBRATION_FRAMES) -> float | None:
-    """Measure and set the model's `opening_gain` from `count` training frames (see the module docstring); returns
-    it, or None (the gain left as it was) for a model not told the opening or when the tracker reads too few
-    frames."""
+    """Measure and set the model's `opening_gain` from `count` training frames (a data-parallel rank: of its own
+    shard; see the module docstring); returns it, or None (the gain left as it was) for a model not told the opening
+    or when the tracker reads too few frames."""
     model = pipeline.model
     if getattr(model, "opening_predictor", None) is None:
         return None
     dataset = pipeline.datamanager.train_dataset
     rows = dataset.cameras.metadata["audio_index"].reshape(-1).round().long()
     rows = rows.clamp(0, model.mouth_row_target.shape[0] - 1).to(model.mouth_row_target.device)
-    picks = calibration_picks(model.mouth_row_target[rows], count)
+    openings = model.mouth_row_target[rows]
+    shard = getattr(pipeline.datamanager, "shard", None)
+    if shard is not None:  # a data-parallel rank reads only its own shard of the training frames
+        own = torch.zeros(len(openings), dtype=torch.bool, device=openings.device)
+        own[shard.frame_indices.to(openings.device)] = True
+        openings = torch.where(own, openings, torch.full_like(openings, float("nan")))
+    picks = calibration_picks(openings, count)
     if len(picks) < MIN_TRACKED_FRAMES:
         return None
     renders, truths = _render_training_frames(model, dataset, picks)
