@@ -44,14 +44,17 @@ def test_opening_predictor_predicts_unseen_frames_at_unit_spread(dim):
 
 
 def test_kernel_is_chosen_by_held_out_blocks():
-    """Without noise the chosen kernel predicts held-out blocks almost exactly (at unit spread); too few frames to
-    hold any out: the fallback kernel."""
-    from aenerf_ns.audio.opening_predictor import CANDIDATES, FALLBACK, choose_kernel
+    """Without noise the smoothest kernel and the weakest ridge predict a linear relation's held-out blocks best
+    (nearly at unit spread); with noise a stronger ridge wins; too few frames to hold any out: the fallback kernel."""
+    from aenerf_ns.audio.opening_predictor import FALLBACK, KERNEL_WIDTHS, RIDGE_STRENGTHS, Kernel, choose_kernel
 
     for seed in range(3):
         x, y = _linear_data(200, 20, noise=0.0, seed=seed)
         kernel, spread = choose_kernel(x.double(), y.double())
-        assert kernel in CANDIDATES and spread == pytest.approx(1.0, abs=0.15)
+        assert kernel == Kernel(KERNEL_WIDTHS[0], RIDGE_STRENGTHS[0]) and spread == pytest.approx(1.0, abs=0.15)
+        x, y = _linear_data(200, 20, noise=1.0, seed=seed)
+        kernel, spread = choose_kernel(x.double(), y.double())
+        assert kernel.strength > RIDGE_STRENGTHS[0] and spread < 0.5
     x, y = _linear_data(6, 20, noise=0.0)
     kernel, spread = choose_kernel(x.double(), y.double())
     assert kernel == FALLBACK and spread != spread  # nan: nothing held out
