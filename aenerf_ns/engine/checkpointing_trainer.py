@@ -45,6 +45,10 @@ class CheckpointingTrainer(Trainer):
     def eval_iteration(self, step: int) -> None:
         super().eval_iteration(step)
 
+    def _plain_pipeline(self):
+        """The pipeline, without a data-parallel wrapper."""
+        return self.pipeline.module if hasattr(self.pipeline, "module") else self.pipeline
+
     def _after_train(self) -> None:
         """Before the final checkpoint, measure how far the fields draw the mouth opening they are told, so that the
         saved model renders new speech at the speaker's amplitude (`opening_calibration`)."""
@@ -53,7 +57,7 @@ class CheckpointingTrainer(Trainer):
 
     def _calibrate_opening(self) -> None:
         """Rank 0 measures the gain; in a data-parallel run every rank then takes rank 0's (replicas stay equal)."""
-        pipeline = self.pipeline.module if hasattr(self.pipeline, "module") else self.pipeline
+        pipeline = self._plain_pipeline()
         gain = calibrate_opening_gain(pipeline) if comms.is_main_process() else None
         if gain is not None:
             CONSOLE.print(f"mouth-opening gain, measured on training frames: {gain:.2f}")
@@ -68,7 +72,7 @@ class CheckpointingTrainer(Trainer):
     def checkpoint_contents(self, step: int) -> dict:
         """What nerfstudio's trainer saves (step, pipeline, optimizers, schedulers, scalers), numbers as plain Python
         numbers so that torch's restricted unpickler reads it."""
-        pipeline = self.pipeline.module if hasattr(self.pipeline, "module") else self.pipeline
+        pipeline = self._plain_pipeline()
         return plain_numbers(
             {
                 "step": step,
