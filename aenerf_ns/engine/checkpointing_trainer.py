@@ -59,9 +59,14 @@ class CheckpointingTrainer(Trainer):
         """Rank 0 measures the gain; in a data-parallel run every rank then takes rank 0's (replicas stay equal)."""
         pipeline = self._plain_pipeline()
         gain = calibrate_opening_gain(pipeline) if comms.is_main_process() else None
+        model = pipeline.model
         if gain is not None:
             CONSOLE.print(f"mouth-opening gain, measured on training frames: {gain:.2f}")
-        model = pipeline.model
+        elif comms.is_main_process() and hasattr(model, "opening_gain"):
+            CONSOLE.print(
+                "[yellow]mouth-opening gain not measured: the face tracker read too few training frames; rendering "
+                f"keeps the gain at {float(model.opening_gain):.2f}[/yellow]"
+            )
         if dist.is_available() and dist.is_initialized() and hasattr(model, "opening_gain"):
             dist.broadcast(model.opening_gain, src=0)
 
